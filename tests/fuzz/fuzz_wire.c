@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+static volatile uint64_t sink;
+
 static void check(const uint8_t *data, size_t size)
 {
     st_wire_msg m;
@@ -20,7 +22,7 @@ static void check(const uint8_t *data, size_t size)
     size_t off = 0;
     st_wire_seq s;
     uint32_t n = 0;
-    volatile uint64_t sum = 0;
+    uint64_t sum = 0;
     while (st_wire_seq_next(&m, &off, &s)) {
         for (uint32_t j = 0; j < s.n_blocks; j++)
             sum += st_wire_block(&s, j);
@@ -30,6 +32,7 @@ static void check(const uint8_t *data, size_t size)
         abort();
     for (uint64_t i = 0; i < m.hdr.payload_len; i++)
         sum += m.payload[i];
+    sink = sum;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
