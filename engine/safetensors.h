@@ -32,7 +32,9 @@ const st_tensor *st_safetensors_tensor(const st_safetensors *st, size_t i);
 const st_tensor *st_safetensors_find(const st_safetensors *st, const char *name);
 /* Parsed config.json of the directory, or NULL. */
 const st_json *st_safetensors_config(const st_safetensors *st);
-/* Directory the model was opened from ("" for a bare file's dir "."). */
+/* Directory the model was opened from: the directory given, or the
+ * directory part of a file path ("." for a bare file name, "" after
+ * st_safetensors_open_mem). */
 const char *st_safetensors_dir(const st_safetensors *st);
 
 #ifdef __cplusplus
