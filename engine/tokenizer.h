@@ -73,13 +73,16 @@ typedef struct st_detok {
     const st_tokenizer *tok;
     int skip_special;
     int n_seen;          /* tokens fed so far */
+    int any_out;         /* 1 once a token produced bytes (SPM strips one leading space before that) */
     unsigned char pend[8];
     int n_pend;          /* bytes of an incomplete UTF-8 sequence held back */
 } st_detok;
 
 void st_detok_init(st_detok *d, const st_tokenizer *t, int skip_special);
 /* Append the now-complete bytes for token id to out (cap bytes); returns
- * the number written (the caller sizes out >= 256 + 8). */
+ * the number written (the caller sizes out >= 256 + 8, enough for any real
+ * vocabulary), or ST_ERANGE when the bytes would not fit (nothing consumed),
+ * ST_EINVAL for an id out of range. */
 int st_detok_feed(st_detok *d, int32_t id, char *out, int cap);
 /* Flush held bytes at end of stream (as U+FFFD if incomplete). */
 int st_detok_flush(st_detok *d, char *out, int cap);
