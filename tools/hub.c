@@ -409,6 +409,8 @@ int st_hub_resolve(const char *spec, int allow_download, char *out, size_t cap)
             rc = put(out, cap, path);
     }
 out:
+    if (rc != ST_OK)
+        rmdir(dir); /* only when empty: a failed first pull leaves no clutter */
     free(all.v);
     free(pick.v);
     st_json_free(root);

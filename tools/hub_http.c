@@ -218,6 +218,7 @@ typedef struct {
     /* progress */
     const char *label;
     int tty;
+    int shown; /* a progress line or bar was drawn */
     double t_start, t_last;
     long long at_start; /* bytes present when this attempt began */
 } dl;
@@ -315,33 +316,52 @@ static size_t dl_write(char *p, size_t sz, size_t n, void *ud)
     return k;
 }
 
+/* n bytes as "12.3 MiB" style text. */
+static void human(double n, char *buf, size_t cap)
+{
+    static const char *const u[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    size_t k = 0;
+    while (n >= 1024.0 && k + 1 < ST_ARRAY_LEN(u)) {
+        n /= 1024.0;
+        k++;
+    }
+    snprintf(buf, cap, k ? "%.1f %s" : "%.0f %s", n, u[k]);
+}
+
+/* A bar redrawn in place (10/s) on a terminal; otherwise a line every 5 s.
+ * The final call closes the bar, or prints a last line when one was shown
+ * or the file is large. */
 static void draw_progress(dl *d, int final)
 {
     double now = st_now_s();
     if (!final && now - d->t_last < (d->tty ? 0.1 : 5.0))
         return;
+    long long have_b = d->offset + d->written;
+    if (final && !d->shown && have_b < (8 << 20))
+        return;
     d->t_last = now;
-    double mib = 1024.0 * 1024.0;
-    double have = (double)(d->offset + d->written) / mib;
-    double rate = (double)(d->offset + d->written - d->at_start) / mib / ST_MAX(now - d->t_start, 1e-3);
-    double total = d->total > 0 ? (double)d->total / mib : 0;
+    d->shown = 1;
+    char have[32], total[32], rate[32];
+    human((double)have_b, have, sizeof have);
+    human(d->total > 0 ? (double)d->total : 0, total, sizeof total);
+    human((double)(have_b - d->at_start) / ST_MAX(now - d->t_start, 1e-3), rate, sizeof rate);
+    double frac = d->total > 0 ? (double)have_b / (double)d->total : 0;
     if (d->tty) {
         char bar[31];
-        int fill = total > 0 ? (int)(30.0 * have / total) : 0;
+        int fill = (int)(30.0 * ST_MIN(frac, 1.0));
         for (int i = 0; i < 30; i++)
             bar[i] = i < fill ? '#' : '.';
         bar[30] = 0;
-        if (total > 0)
-            fprintf(stderr, "\r%-32.32s [%s] %7.1f/%.1f MiB %6.1f MiB/s", d->label, bar, have, total, rate);
+        if (d->total > 0)
+            fprintf(stderr, "\r%-28.28s [%s] %10s / %-10s %10s/s ", d->label, bar, have, total, rate);
         else
-            fprintf(stderr, "\r%-32.32s %7.1f MiB %6.1f MiB/s", d->label, have, rate);
+            fprintf(stderr, "\r%-28.28s %10s %10s/s ", d->label, have, rate);
         if (final)
             fputc('\n', stderr);
-    } else if (total > 0) {
-        fprintf(stderr, "strait: %s: %.1f/%.1f MiB (%.0f%%), %.1f MiB/s\n", d->label, have, total,
-                100.0 * have / total, rate);
+    } else if (d->total > 0) {
+        fprintf(stderr, "strait: %s: %s of %s (%.0f%%), %s/s\n", d->label, have, total, 100.0 * frac, rate);
     } else {
-        fprintf(stderr, "strait: %s: %.1f MiB, %.1f MiB/s\n", d->label, have, rate);
+        fprintf(stderr, "strait: %s: %s, %s/s\n", d->label, have, rate);
     }
     fflush(stderr);
 }
@@ -603,6 +623,10 @@ int st_http_download(const char *url, const char *dest, const char *label)
         rc = st_err(ST_EIO, "rename %s -> %s: %s", part, dest, strerror(errno));
     if (rc == ST_OK)
         fsync_parent(dest);
+    /* an empty .part (the request failed before any byte) is not worth keeping */
+    struct stat sb;
+    if (rc != ST_OK && fstat(fd, &sb) == 0 && sb.st_size == 0)
+        unlink(part);
     EVP_MD_CTX_free(d.sha);
     close(fd); /* drops the lock, after the rename */
     return rc;
