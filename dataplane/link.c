@@ -1,0 +1,215 @@
+/* The transport-independent half of a link: option defaults, the transport
+ * registry, the send queue and completions, sticky errors. */
+#define _GNU_SOURCE
+#include "link_impl.h"
+
+#include "common/st_common.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const st_transport_ops *const transports[] = {&st_tcp_ops, &st_shm_ops};
+static const char *const transport_names[] = {"tcp", "shm", NULL};
+
+const char *const *st_transport_names(void) { return transport_names; }
+
+static const st_transport_ops *find(const char *name)
+{
+    for (size_t i = 0; i < ST_ARRAY_LEN(transports); i++)
+        if (name && strcmp(transports[i]->name, name) == 0)
+            return transports[i];
+    return NULL;
+}
+
+void st_link_opts_default(st_link_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->sq_depth = 4096;
+    o->credits = 256;
+    o->max_msg = ((size_t)64 << 20) + ((size_t)64 << 10);
+    o->rx_bytes = 2 * o->max_msg;
+    o->heartbeat_ms = 100;
+    o->timeout_ms = 3000;
+}
+
+int st_link_opts_check(const st_link_opts *in, st_link_opts *out)
+{
+    st_link_opts d;
+    st_link_opts_default(&d);
+    *out = in ? *in : d;
+    if (!out->sq_depth) out->sq_depth = d.sq_depth;
+    if (!out->credits) out->credits = d.credits;
+    if (!out->max_msg) out->max_msg = d.max_msg;
+    if (!out->rx_bytes) out->rx_bytes = ST_MAX(d.rx_bytes, 2 * out->max_msg);
+    if (!out->heartbeat_ms) out->heartbeat_ms = d.heartbeat_ms;
+    if (!out->timeout_ms) out->timeout_ms = d.timeout_ms;
+    if (out->sq_depth & (out->sq_depth - 1) || out->sq_depth > (1u << 20))
+        return st_err(ST_EINVAL, "link: sq_depth %u must be a power of two <= 2^20", out->sq_depth);
+    if (out->credits > (1u << 20))
+        return st_err(ST_EINVAL, "link: credits %u > 2^20", out->credits);
+    if (out->max_msg > ((size_t)1 << 31))
+        return st_err(ST_EINVAL, "link: max_msg %zu > 2 GiB", out->max_msg);
+    if (out->rx_bytes < out->max_msg + 4096)
+        return st_err(ST_EINVAL, "link: rx_bytes %zu cannot hold one max_msg (%zu)", out->rx_bytes, out->max_msg);
+    if (out->timeout_ms < 2 * out->heartbeat_ms)
+        return st_err(ST_EINVAL, "link: timeout_ms %u must be at least twice heartbeat_ms %u", out->timeout_ms,
+                      out->heartbeat_ms);
+    return ST_OK;
+}
+
+/* ---- base ---------------------------------------------------------------------- */
+void st_link_base_init(st_link *k, const st_transport_ops *ops, const st_link_opts *o)
+{
+    k->ops = ops;
+    k->opts = *o;
+    k->sq = st_xcalloc(o->sq_depth, sizeof *k->sq);
+    k->sq_mask = o->sq_depth - 1;
+}
+
+void st_link_base_free(st_link *k) { free(k->sq); }
+
+int st_link_fail(st_link *k, int code, const char *fmt, ...)
+{
+    if (k->err)
+        return k->err;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(k->errmsg, sizeof k->errmsg, fmt, ap);
+    va_end(ap);
+    k->err = code;
+    ST_DEBUG("%s link: %s", k->ops->name, k->errmsg);
+    return code;
+}
+
+void st_link_ack(st_link *k, uint64_t upto)
+{
+    if (upto > k->sq_tail)
+        upto = k->sq_tail; /* a peer cannot acknowledge what was never sent */
+    if (upto > k->sq_acked)
+        k->sq_acked = upto;
+}
+
+/* ---- endpoints ------------------------------------------------------------------- */
+int st_listen(const char *transport, const char *addr, const st_link_opts *opts, st_listener **out)
+{
+    *out = NULL;
+    const st_transport_ops *ops = find(transport);
+    if (!ops)
+        return st_err(ST_ENOTSUP, "transport '%s' is not built in", transport ? transport : "(null)");
+    st_link_opts o;
+    int rc = st_link_opts_check(opts, &o);
+    if (rc)
+        return rc;
+    if (!addr || !*addr)
+        return st_err(ST_EINVAL, "%s: empty listen address", ops->name);
+    return ops->listen(addr, &o, out);
+}
+
+const char *st_listener_addr(const st_listener *l) { return l->addr; }
+
+int st_accept(st_listener *l, int timeout_ms, st_link **out)
+{
+    *out = NULL;
+    return l->ops->accept(l, timeout_ms, out);
+}
+
+void st_listener_close(st_listener *l)
+{
+    if (l)
+        l->ops->listener_close(l);
+}
+
+int st_connect(const char *transport, const char *addr, const st_link_opts *opts, int timeout_ms, st_link **out)
+{
+    *out = NULL;
+    const st_transport_ops *ops = find(transport);
+    if (!ops)
+        return st_err(ST_ENOTSUP, "transport '%s' is not built in", transport ? transport : "(null)");
+    st_link_opts o;
+    int rc = st_link_opts_check(opts, &o);
+    if (rc)
+        return rc;
+    if (!addr || !*addr)
+        return st_err(ST_EINVAL, "%s: empty connect address", ops->name);
+    return ops->connect(addr, &o, timeout_ms, out);
+}
+
+/* ---- data ------------------------------------------------------------------------- */
+static int link_err(const st_link *k) { return st_err(k->err, "%s link: %s", k->ops->name, k->errmsg); }
+
+int st_link_send(st_link *k, const st_iov *iov, int n, uint64_t cookie)
+{
+    if (k->err)
+        return link_err(k);
+    if (n < 1 || n > ST_LINK_IOV_MAX || !iov)
+        return st_err(ST_EINVAL, "link send: %d pieces (1..%d)", n, ST_LINK_IOV_MAX);
+    size_t len = 0;
+    for (int i = 0; i < n; i++) {
+        if (iov[i].len && !iov[i].base)
+            return st_err(ST_EINVAL, "link send: piece %d is NULL", i);
+        len += iov[i].len;
+    }
+    if (len == 0 || len > k->opts.max_msg)
+        return st_err(ST_ERANGE, "link send: message of %zu bytes (1..%zu)", len, k->opts.max_msg);
+    if (k->sq_tail - k->sq_head >= k->opts.sq_depth)
+        return st_err(ST_EAGAIN, "link send: queue full (%u pending)", k->opts.sq_depth);
+    st_sq_entry *e = st_sq_at(k, k->sq_tail);
+    memcpy(e->iov, iov, (size_t)n * sizeof *iov);
+    e->n = n;
+    e->len = len;
+    e->cookie = cookie;
+    k->sq_tail++;
+    return ST_OK;
+}
+
+int st_link_progress(st_link *k)
+{
+    if (k->err)
+        return k->err;
+    return k->ops->progress(k);
+}
+
+int st_link_recv(st_link *k, st_msg *out) { return k->ops->recv(k, out); }
+
+int st_link_release(st_link *k, const st_msg *m) { return k->ops->release(k, m); }
+
+int st_link_poll_cq(st_link *k, st_completion *out, int max)
+{
+    int n = 0;
+    uint64_t end = k->err ? k->sq_tail : k->sq_acked; /* a failed link completes everything */
+    while (n < max && k->sq_head < end) {
+        uint64_t seq = k->sq_head++;
+        out[n].cookie = st_sq_at(k, seq)->cookie;
+        out[n].status = seq < k->sq_acked ? ST_OK : k->err;
+        n++;
+    }
+    if (k->sq_acked < k->sq_head)
+        k->sq_acked = k->sq_head;
+    return n;
+}
+
+uint64_t st_link_wait_prepare(st_link *k) { return k->ops->wait_prepare(k); }
+int st_link_wait(st_link *k, uint64_t ticket, int timeout_ms) { return k->ops->wait(k, ticket, timeout_ms); }
+void st_link_wake(st_link *k) { k->ops->wake(k); }
+
+int st_link_error(const st_link *k) { return k->err; }
+const char *st_link_errmsg(const st_link *k) { return k->err ? k->errmsg : ""; }
+const char *st_link_transport(const st_link *k) { return k->ops->name; }
+void st_link_get_stats(const st_link *k, st_link_stats *out) { *out = k->stats; }
+
+void st_link_close(st_link *k)
+{
+    if (!k)
+        return;
+    k->ops->close(k);
+}
+
+int st_link_debug_drop(st_link *k) { return k->ops->debug_drop ? k->ops->debug_drop(k) : ST_ENOTSUP; }
+
+int st_link_debug_corrupt_next(st_link *k)
+{
+    k->corrupt_next = 1;
+    return ST_OK;
+}

@@ -1,0 +1,99 @@
+/* Memory regions: mmap (anonymous or memfd), optional huge pages. */
+#define _GNU_SOURCE
+#include "mr.h"
+
+#include "common/st_common.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+static uint32_t next_key = 1;
+
+static st_mr *mr_new(uint8_t *addr, size_t len, int flags, int fd, int owned)
+{
+    st_mr *mr = st_xcalloc(1, sizeof *mr);
+    mr->addr = addr;
+    mr->len = len;
+    mr->flags = flags;
+    mr->fd = fd;
+    mr->owned = owned;
+    mr->key = __atomic_fetch_add(&next_key, 1, __ATOMIC_RELAXED);
+    return mr;
+}
+
+int st_mr_alloc(size_t len, int flags, st_mr **out)
+{
+    *out = NULL;
+    if (len == 0 || len > ((size_t)1 << 40))
+        return st_err(ST_EINVAL, "mr: region of %zu bytes", len);
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    size_t huge = (size_t)2 << 20;
+    len = ST_ALIGN_UP(len, (flags & ST_MR_HUGEPAGE) ? huge : page);
+    int fd = -1;
+    void *p;
+    if (flags & ST_MR_SHARED) {
+        fd = memfd_create("strait-mr", MFD_CLOEXEC);
+        if (fd < 0)
+            return st_err(ST_EIO, "mr: memfd_create: %s", strerror(errno));
+        if (ftruncate(fd, (off_t)len) != 0) {
+            close(fd);
+            return st_err(ST_EIO, "mr: ftruncate %zu: %s", len, strerror(errno));
+        }
+        p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    } else {
+        p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    }
+    if (p == MAP_FAILED) {
+        if (fd >= 0)
+            close(fd);
+        return st_err(ST_ENOMEM, "mr: mmap %zu bytes: %s", len, strerror(errno));
+    }
+    if (flags & ST_MR_HUGEPAGE)
+        (void)madvise(p, len, MADV_HUGEPAGE); /* a hint: ignored where THP is off */
+    if (flags & ST_MR_PREFAULT)
+        for (size_t i = 0; i < len; i += page)
+            ((volatile uint8_t *)p)[i] = 0;
+    *out = mr_new(p, len, flags, fd, 1);
+    return ST_OK;
+}
+
+int st_mr_register(void *addr, size_t len, st_mr **out)
+{
+    *out = NULL;
+    if (!addr || len == 0)
+        return st_err(ST_EINVAL, "mr: register %p + %zu", addr, len);
+    *out = mr_new(addr, len, 0, -1, 0);
+    return ST_OK;
+}
+
+int st_mr_import(int fd, size_t len, st_mr **out)
+{
+    *out = NULL;
+    void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (p == MAP_FAILED) {
+        close(fd);
+        return st_err(ST_EIO, "mr: map shared region of %zu bytes: %s", len, strerror(errno));
+    }
+    *out = mr_new(p, len, ST_MR_SHARED, fd, 1);
+    return ST_OK;
+}
+
+void st_mr_free(st_mr *mr)
+{
+    if (!mr)
+        return;
+    if (mr->owned)
+        munmap(mr->addr, mr->len);
+    if (mr->fd >= 0)
+        close(mr->fd);
+    free(mr);
+}
+
+int st_mr_contains(const st_mr *mr, const void *p, size_t n)
+{
+    const uint8_t *b = p;
+    return mr && b >= mr->addr && n <= mr->len && (size_t)(b - mr->addr) <= mr->len - n;
+}
