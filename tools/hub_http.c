@@ -72,19 +72,24 @@ static void hex_digest(const unsigned char *d, char hex[65])
 /* Feed bytes [0, n) of fd into ctx. */
 static int hash_prefix(EVP_MD_CTX *ctx, int fd, long long n, const char *path)
 {
-    static unsigned char buf[1 << 16];
+    enum { CHUNK = 1 << 20 };
+    unsigned char *buf = n > 0 ? st_xmalloc(CHUNK) : NULL;
     long long done = 0;
+    int rc = ST_OK;
     while (done < n) {
-        size_t want = (size_t)ST_MIN((long long)sizeof buf, n - done);
+        size_t want = (size_t)ST_MIN((long long)CHUNK, n - done);
         ssize_t r = pread(fd, buf, want, (off_t)done);
         if (r < 0 && errno == EINTR)
             continue;
-        if (r <= 0)
-            return st_err(ST_EIO, "reading %s: %s", path, r < 0 ? strerror(errno) : "unexpected end of file");
+        if (r <= 0) {
+            rc = st_err(ST_EIO, "reading %s: %s", path, r < 0 ? strerror(errno) : "unexpected end of file");
+            break;
+        }
         EVP_DigestUpdate(ctx, buf, (size_t)r);
         done += r;
     }
-    return ST_OK;
+    free(buf);
+    return rc;
 }
 
 int st_sha256_file(const char *path, char hex[65])
