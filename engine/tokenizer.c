@@ -299,6 +299,7 @@ void st_tok_free(st_tokenizer *t)
 typedef struct {
     const st_tokenizer *t;
     const char *text;
+    const char *seg; /* start of the segment being pre-tokenized (piece offsets are relative to it) */
     int32_t *out;
     int cap;
     size_t count;
@@ -334,7 +335,7 @@ static void encode_piece(void *ctx, size_t off, size_t len)
 {
     enc *e = ctx;
     const st_tokenizer *t = e->t;
-    const unsigned char *s = (const unsigned char *)e->text + off;
+    const unsigned char *s = (const unsigned char *)e->seg + off;
     if (t->ignore_merges) {
         char stack[128] = {0};
         char *mapped = len * 2 <= sizeof stack ? stack : st_xmalloc(len * 2);
@@ -414,8 +415,10 @@ static void encode_segment(enc *e, size_t a, size_t b, int after_added)
         return;
     if (e->t->kind == ST_TOK_SPM)
         encode_spm(e, e->text + a, b - a, after_added);
-    else
-        st_pretok_split(e->t->pre, e->text + a, b - a, encode_piece, e);
+    else {
+        e->seg = e->text + a;
+        st_pretok_split(e->t->pre, e->seg, b - a, encode_piece, e);
+    }
 }
 
 static int is_space_byte(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f'; }
@@ -441,7 +444,7 @@ int st_tok_encode(const st_tokenizer *t, const char *text, size_t n, int parse_s
         return st_err(ST_EINVAL, "st_tok_encode: bad arguments");
     if (n > (size_t)INT32_MAX / 4)
         return st_err(ST_ERANGE, "st_tok_encode: text of %zu bytes is too long", n);
-    enc e = {t, text, out, cap, 0, NULL, 0};
+    enc e = {t, text, text, out, cap, 0, NULL, 0};
     size_t seg = 0;
     int after_added = 1; /* SPM: the text start counts as a boundary */
     for (size_t pos = 0; pos < n;) {
