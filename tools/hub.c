@@ -324,7 +324,8 @@ static int write_marker(const char *dir, const strlist *files)
 {
     char tmp[4096], path[4096];
     int rc = st_pathf(path, sizeof path, "%s/" MARKER, dir);
-    if (rc || (rc = st_pathf(tmp, sizeof tmp, "%s.tmp", path)))
+    /* per-process temporary name: two pulls of one repo may finish together */
+    if (rc || (rc = st_pathf(tmp, sizeof tmp, "%s.%ld.tmp", path, (long)getpid())))
         return rc;
     FILE *f = fopen(tmp, "w");
     if (!f)
@@ -373,12 +374,13 @@ int st_hub_resolve(const char *spec, int allow_download, char *out, size_t cap)
     ST_INFO("listing hf:%s/%s@%s on %s", r.org, r.name, r.rev, st_hub_endpoint());
     st_json *root = NULL;
     strlist all = {0}, pick = {0};
-    int is_dir = 0;
+    int is_dir = 0, created = 0;
     if ((rc = fetch_listing(&r, &root, &all)) != ST_OK)
         return rc;
     if ((rc = choose_files(&r, &all, &pick, &is_dir)) != ST_OK)
         goto out;
-    if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
+    created = mkdir(dir, 0755) == 0;
+    if (!created && errno != EEXIST) {
         rc = st_err(ST_EIO, "cannot create %s: %s", dir, strerror(errno));
         goto out;
     }
@@ -409,7 +411,7 @@ int st_hub_resolve(const char *spec, int allow_download, char *out, size_t cap)
             rc = put(out, cap, path);
     }
 out:
-    if (rc != ST_OK)
+    if (rc != ST_OK && created)
         rmdir(dir); /* only when empty: a failed first pull leaves no clutter */
     free(all.v);
     free(pick.v);

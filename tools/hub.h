@@ -54,10 +54,11 @@ int st_http_get(const char *url, size_t max, char **body, size_t *len, long *sta
 /* Download url to dest: data goes to "dest.part" (resumed with a Range
  * request when it exists: a 206 appends, a 200 restarts from zero), a
  * progress bar (or, when stderr is not a terminal, a periodic line) goes to
- * stderr under `label`, and interrupted transfers are retried with resume
- * ($STRAIT_HUB_RETRIES, default 4, times). When the server names the
- * content's SHA-256 (X-Linked-Etag, else ETag, as 64 hex digits) the file
- * must match it: a mismatch deletes the .part and fails with ST_EPROTO.
+ * stderr under `label`, and interrupted transfers (and 429/5xx replies)
+ * are retried with resume, $STRAIT_HUB_RETRIES (default 4) times. When the
+ * server names the content's SHA-256 (X-Linked-Etag, else ETag, as 64 hex
+ * digits) the file must match it: a mismatch deletes the .part and fails
+ * with ST_EPROTO. Another process downloading the same dest is waited for.
  * On success the file is fsynced and renamed to dest. Errors: ST_ENOENT
  * (404), ST_EPROTO (401/403 and other statuses, with advice), ST_ECONN
  * (network), ST_EIO (disk, e.g. full). */

@@ -569,7 +569,7 @@ int st_http_download(const char *url, const char *dest, const char *label)
             }
             again = 1;
         } else if (cc == CURLE_OK) {
-            if (status >= 500 && try < retries) {
+            if ((status >= 500 || status == 429) && try < retries) {
                 ST_WARN("%s: HTTP %ld, retrying", label, status);
                 again = 1;
             } else {
