@@ -59,7 +59,7 @@ int st_parse_cpu_list(const char *s, int *cpus, int max)
     while (*p) {
         char *end;
         long v = strtol(p, &end, 10);
-        if (end == p || v < 0 || v >= CPU_SETSIZE || (*end && *end != ','))
+        if (end == p || v < 0 || v >= CPU_SETSIZE || (*end && *end != ',') || (*end == ',' && !end[1]))
             return st_err(ST_EINVAL, "bad CPU list '%s' at '%s'", s, p);
         if (n == max)
             return st_err(ST_EINVAL, "CPU list '%s' has more than %d entries", s, max);
