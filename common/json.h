@@ -56,7 +56,10 @@ struct st_json {
 int st_json_parse(const char *buf, size_t len, st_json **out);
 void st_json_free(st_json *j);
 
-/* Member lookup (NULL when absent or when j is not an object). */
+/* Member lookup (NULL when absent or when j is not an object). A linear
+ * scan, last duplicate wins: fine for configs and request bodies; to look
+ * up many names in a large object (a 150k-entry vocab) iterate u.obj once
+ * into a hash map instead. */
 const st_json *st_json_get(const st_json *j, const char *key);
 /* Typed member access with defaults. */
 const char *st_json_get_str(const st_json *j, const char *key, const char *dflt);

@@ -77,7 +77,9 @@ const st_tensor *st_gguf_tensor(const st_gguf *g, size_t i);
 /* Tensor by name, or NULL. */
 const st_tensor *st_gguf_find_tensor(const st_gguf *g, const char *name);
 /* For inspect: the GGUF type id of tensor i (meaningful when its type is
- * unknown to Strait) and the name of any GGUF type id ("Q4_K", ...). */
+ * unknown to Strait: with ST_GGUF_ALLOW_UNKNOWN_TYPES such tensors have
+ * type ST_DTYPE_COUNT, their nbytes and bounds still checked) and the name
+ * of any GGUF type id ("Q4_K", ...; "unknown" for ids ggml never used). */
 uint32_t st_gguf_tensor_raw_type(const st_gguf *g, size_t i);
 const char *st_gguf_type_name(uint32_t ggml_type);
 
