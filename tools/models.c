@@ -295,6 +295,36 @@ static int try_cached(const char *md, const char *rel, const char *suffix, char 
     return 0;
 }
 
+/* NAME of a repo directory ORG--NAME, or the name of a GGUF file inside
+ * one (with or without .gguf). 1 = decided (rc in *rc): found, or
+ * ambiguous. */
+static int find_in_repos(const char *md, const char *ref, char *out, size_t cap, int *rc)
+{
+    DIR *d = opendir(md);
+    if (!d)
+        return 0;
+    char found[4096] = "", p[4096], f1[4096], f2[4096];
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        const char *dd = strstr(e->d_name, "--");
+        if (e->d_name[0] == '.' || !dd)
+            continue;
+        if (st_pathf(p, sizeof p, "%s/%s", md, e->d_name) || !is_dir(p) ||
+            st_pathf(f1, sizeof f1, "%s/%s", p, ref) || st_pathf(f2, sizeof f2, "%s/%s.gguf", p, ref))
+            continue;
+        const char *hit = !strcmp(dd + 2, ref) ? p : is_file(f1) ? f1 : is_file(f2) ? f2 : NULL;
+        if (hit && n++ == 0)
+            strcpy(found, hit);
+    }
+    closedir(d);
+    if (n > 1)
+        *rc = st_err(ST_EINVAL, "'%s' matches %d cached models; name one as shown by `strait models list`", ref, n);
+    else if (n == 1)
+        *rc = is_dir(found) ? st_models_dir_model(found, out, cap) : put(out, cap, found);
+    return n > 0;
+}
+
 int st_model_resolve(const char *ref, int allow_download, char *out, size_t cap)
 {
     const char *md = st_models_dir();
@@ -346,33 +376,8 @@ int st_model_resolve(const char *ref, int allow_download, char *out, size_t cap)
             return rc;
     }
 
-    /* NAME of a repo directory ORG--NAME, or a GGUF file inside one */
-    if (!strchr(ref, '/')) {
-        DIR *d = opendir(md);
-        char found[4096] = "", p[4096];
-        int n = 0;
-        struct dirent *e;
-        while (d && (e = readdir(d))) {
-            const char *dd = strstr(e->d_name, "--");
-            if (e->d_name[0] == '.' || !dd)
-                continue;
-            char f1[4096], f2[4096];
-            if (st_pathf(p, sizeof p, "%s/%s", md, e->d_name) || !is_dir(p) ||
-                st_pathf(f1, sizeof f1, "%s/%s", p, ref) || st_pathf(f2, sizeof f2, "%s/%s.gguf", p, ref))
-                continue;
-            if (!strcmp(dd + 2, ref) || is_file(f1) || is_file(f2)) {
-                if (n++ == 0)
-                    snprintf(found, sizeof found, "%s", !strcmp(dd + 2, ref) ? p : is_file(f1) ? f1 : f2);
-            }
-        }
-        if (d)
-            closedir(d);
-        if (n > 1)
-            return st_err(ST_EINVAL, "'%s' matches %d cached models; name one as shown by `strait models list`", ref,
-                          n);
-        if (n == 1)
-            return is_dir(found) ? st_models_dir_model(found, out, cap) : put(out, cap, found);
-    }
+    if (!strchr(ref, '/') && find_in_repos(md, ref, out, cap, &rc))
+        return rc;
     return unknown_model(ref, md);
 }
 
