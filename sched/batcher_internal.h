@@ -1,0 +1,113 @@
+/* Private state of the batcher, shared by its files:
+ *   batcher.c     lifecycle, the loop thread, submit/abort inbox, stats, sync helper
+ *   sched_step.c  the policy of one step: pick rows, allocate blocks, preempt,
+ *                 build the batch, run it, hand the logits to the sequences
+ *   seq_output.c  what a sampled token means for its request: logprobs, stop
+ *                 conditions, held-back text, events */
+#ifndef ST_BATCHER_INTERNAL_H
+#define ST_BATCHER_INTERNAL_H
+
+#include <pthread.h>
+
+#include "../engine/forward.h"
+#include "../engine/tokenizer.h"
+#include "batch.h"
+#include "batcher.h"
+#include "kv_blocks.h"
+
+enum { SEQ_WAITING = 0, SEQ_RUNNING = 1, SEQ_DONE = 2 };
+
+typedef struct seq {
+    uint64_t id;
+    struct seq *prev, *next;      /* inbox or waiting-queue links */
+    st_request req;               /* copy; prompt/stop/stop_ids point to owned copies below */
+    char **stop;                  /* (req.n_stop,) owned stop strings */
+    int32_t *stop_ids;            /* (req.n_stop_ids,) owned */
+    int max_stop_len;
+
+    int32_t *tokens;              /* (cap_tokens,) prompt then generated tokens */
+    int n_tokens, cap_tokens;
+    int n_prompt;
+    int n_generated;
+    int n_cached;                 /* prefix-cache tokens at first admission */
+    int admitted;                 /* 1 after the first admission */
+
+    st_kv_seq kv;                 /* blocks; kv.n_committed = tokens whose KV is written */
+    st_sampler sampler;           /* per-request RNG: kept across preemption */
+    st_detok detok;
+    char *held;                   /* (cap_held,) decoded text not yet emitted */
+    size_t n_held, cap_held;
+
+    int state;
+    int sched_rows;               /* rows scheduled in the current step */
+    int batch_idx;                /* its index in the current batch, or -1 */
+} seq;
+
+typedef struct seq_list {
+    seq *head, *tail;
+    int n;
+} seq_list;
+
+struct st_batcher {
+    st_model *m;
+    st_backend *be;
+    const st_tokenizer *tok;      /* m->tok, may be NULL */
+    st_batcher_config cfg;
+    int max_ctx, vocab;
+    st_kv_cache kv;
+    st_fwd_ctx fwd;
+    st_kv_blocks *kb;
+
+    /* submission side: guarded by mu */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;            /* wakes the loop: new work or stop */
+    seq_list inbox;
+    uint64_t *aborts;             /* (cap_aborts,) ids to abort */
+    int n_aborts, cap_aborts;
+    uint64_t next_id;
+    int stop;
+    uint64_t n_submitted;
+
+    /* loop side: touched only by the stepping thread */
+    seq_list waiting;             /* FCFS; preempted sequences go back to the front */
+    seq **running;                /* (max_batch_size,) in admission order, oldest first */
+    int n_running;
+    seq **step_seqs;              /* (max_batch_size,) scratch: the sequences of one step */
+    st_sched_batch batch;
+    float *logits;                /* (max_batch_size, vocab) host copy of the step's logits */
+    uint64_t *abort_work;         /* (cap_abort_work,) drained abort ids */
+    int cap_abort_work;
+    st_batcher_stats st;          /* counters, copied to `pub` after each step */
+
+    pthread_mutex_t stats_mu;
+    st_batcher_stats pub;
+
+    pthread_t thread;
+    int thread_running;
+};
+
+/* seq_output.c */
+seq *seq_new(st_batcher *b, const st_request *r, uint64_t id);
+void seq_delete(st_batcher *b, seq *s);
+/* The sequence sampled `token` (logprob: chosen token's; top: n_top
+ * alternatives). Appends it, decides whether the request is finished,
+ * streams the now-final text. Returns the finish reason (NONE: continue). */
+st_finish_reason seq_on_token(st_batcher *b, seq *s, int32_t token, float logprob, const st_token_logprob *top,
+                              int n_top);
+/* Send the final event for a sequence ending without a token (abort/error). */
+void seq_emit_final(st_batcher *b, seq *s, st_finish_reason why, const char *error);
+/* Top n alternatives of a logits row (n_vocab,) as log-probabilities. */
+int logits_top(const float *logits, int n_vocab, int n, st_token_logprob *out);
+
+/* seq lists */
+void seq_list_push_back(seq_list *l, seq *s);
+void seq_list_push_front(seq_list *l, seq *s);
+void seq_list_remove(seq_list *l, seq *s);
+
+/* sched_step.c */
+int sched_step(st_batcher *b);
+/* Release a sequence's blocks, take it out of the running set or the
+ * waiting queue, and free it (its final event must already be sent). */
+void sched_retire(st_batcher *b, seq *s);
+
+#endif

@@ -1,0 +1,281 @@
+/* One batcher step: the scheduling policy (decodes, prefill chunks, FCFS
+ * admission, preemption by recompute), building the self-contained batch,
+ * running it, and handing each sequence its logits (see batcher.h). */
+#include <stdio.h>
+#include <string.h>
+
+#include "../common/st_common.h"
+#include "batcher_internal.h"
+
+/* ---- the running set -------------------------------------------------------------- */
+static void running_remove(st_batcher *b, seq *s)
+{
+    for (int i = 0; i < b->n_running; i++)
+        if (b->running[i] == s) {
+            memmove(b->running + i, b->running + i + 1, (size_t)(b->n_running - i - 1) * sizeof(seq *));
+            b->n_running--;
+            return;
+        }
+}
+
+void sched_retire(st_batcher *b, seq *s)
+{
+    if (s->state == SEQ_RUNNING)
+        running_remove(b, s);
+    else if (s->state == SEQ_WAITING)
+        seq_list_remove(&b->waiting, s);
+    s->state = SEQ_DONE;
+    seq_delete(b, s); /* releases its blocks */
+}
+
+/* Preemption by recompute: drop the KV, keep the tokens (prompt + generated)
+ * and the sampler; re-admitted first, the whole text is prefilled again
+ * (full blocks it registered may still be in the prefix cache). */
+static void preempt(st_batcher *b, seq *s)
+{
+    st_kv_seq_free(b->kb, &s->kv);
+    running_remove(b, s);
+    s->state = SEQ_WAITING;
+    s->sched_rows = 0;
+    seq_list_push_front(&b->waiting, s);
+    b->st.preemptions++;
+    ST_DEBUG("batcher: preempted request %llu at %d tokens", (unsigned long long)s->id, s->n_tokens);
+}
+
+/* ---- inbox ------------------------------------------------------------------------- */
+static seq *find_seq(st_batcher *b, uint64_t id)
+{
+    for (int i = 0; i < b->n_running; i++)
+        if (b->running[i]->id == id)
+            return b->running[i];
+    for (seq *s = b->waiting.head; s; s = s->next)
+        if (s->id == id)
+            return s;
+    return NULL;
+}
+
+/* Take new requests and aborts from the submission side: the only place
+ * the step takes the submission lock. */
+static void drain_inbox(st_batcher *b)
+{
+    int n_aborts;
+    pthread_mutex_lock(&b->mu);
+    while (b->inbox.head) {
+        seq *s = b->inbox.head;
+        seq_list_remove(&b->inbox, s);
+        seq_list_push_back(&b->waiting, s);
+    }
+    if (b->n_aborts > b->cap_abort_work) {
+        b->cap_abort_work = b->n_aborts;
+        b->abort_work = st_xrealloc(b->abort_work, (size_t)b->cap_abort_work * sizeof(uint64_t));
+    }
+    n_aborts = b->n_aborts;
+    memcpy(b->abort_work, b->aborts, (size_t)n_aborts * sizeof(uint64_t));
+    b->n_aborts = 0;
+    pthread_mutex_unlock(&b->mu);
+
+    for (int i = 0; i < n_aborts; i++) {
+        seq *s = find_seq(b, b->abort_work[i]);
+        if (!s)
+            continue; /* already finished */
+        seq_emit_final(b, s, ST_FINISH_ABORT, NULL);
+        sched_retire(b, s);
+        b->st.requests_aborted++;
+    }
+}
+
+/* ---- policy -------------------------------------------------------------------------- */
+/* Reserve blocks for s's next `rows` rows, preempting the newest running
+ * sequence not yet scheduled this step (possibly s itself) until they fit.
+ * Returns 1 if s was scheduled, 0 if s itself was preempted. */
+static int schedule_running(st_batcher *b, seq *s, int rows)
+{
+    while (st_kv_seq_reserve(b->kb, &s->kv, s->kv.n_committed + rows) != ST_OK) {
+        seq *victim = NULL;
+        for (int j = b->n_running - 1; j >= 0 && !victim; j--)
+            if (!b->running[j]->sched_rows)
+                victim = b->running[j];
+        preempt(b, victim); /* s itself is unscheduled, so a victim exists */
+        if (victim == s)
+            return 0;
+    }
+    s->sched_rows = rows;
+    return 1;
+}
+
+/* Choose this step's rows; returns how many. */
+static int schedule(st_batcher *b)
+{
+    int budget = b->cfg.max_num_tokens_per_batch;
+    int preempted = 0;
+    /* pass 0: decodes (one pending row), pass 1: prompt chunks of running sequences */
+    for (int pass = 0; pass < 2; pass++) {
+        for (int i = 0; i < b->n_running && budget > 0; i++) {
+            seq *s = b->running[i];
+            int want = s->n_tokens - s->kv.n_committed;
+            if (s->sched_rows || (pass == 0) != (want == 1))
+                continue;
+            int before = b->n_running;
+            int rows = ST_MIN(want, budget);
+            if (schedule_running(b, s, rows))
+                budget -= rows;
+            if (b->n_running != before) {
+                preempted = 1;
+                i = -1; /* indices moved: rescan (scheduled ones are skipped) */
+            }
+        }
+    }
+    /* admission: FCFS, never past a request that does not fit, and not in a
+     * step that had to preempt (it would only thrash) */
+    while (!preempted && b->waiting.head && b->n_running < b->cfg.max_batch_size && budget > 0) {
+        seq *s = b->waiting.head;
+        int hit = s->kv.n_blocks ? 0 : st_kv_seq_match_prefix(b->kb, &s->kv, s->tokens, s->n_tokens);
+        int rows = ST_MIN(s->n_tokens - s->kv.n_committed, budget);
+        if (st_kv_seq_reserve(b->kb, &s->kv, s->kv.n_committed + rows) != ST_OK) {
+            st_kv_seq_free(b->kb, &s->kv);
+            break;
+        }
+        seq_list_remove(&b->waiting, s);
+        b->running[b->n_running++] = s;
+        s->state = SEQ_RUNNING;
+        s->sched_rows = rows;
+        budget -= rows;
+        b->st.prefix_hit_tokens += (uint64_t)hit;
+        if (!s->admitted) {
+            s->admitted = 1;
+            s->n_cached = hit;
+            b->st.prompt_tokens += (uint64_t)s->n_prompt;
+        }
+    }
+    return b->cfg.max_num_tokens_per_batch - budget;
+}
+
+/* ---- execution ------------------------------------------------------------------------- */
+static void build_batch(st_batcher *b)
+{
+    st_sched_batch_reset(&b->batch, b->st.steps);
+    for (int i = 0; i < b->n_running; i++) {
+        seq *s = b->running[i];
+        if (!s->sched_rows) {
+            s->batch_idx = -1;
+            continue;
+        }
+        int from = s->kv.n_committed;
+        s->batch_idx = st_sched_batch_add(&b->batch, (int32_t)(s->id & 0x7fffffff), s->id, s->tokens + from,
+                                          s->sched_rows, from, s->kv.table, s->kv.n_blocks,
+                                          from + s->sched_rows == s->n_tokens, &s->req.sampling);
+    }
+    st_sched_batch_seal(&b->batch);
+}
+
+/* Work counters for one sequence's rows [from, from + n). */
+static void count_rows(st_batcher *b, const seq *s, int from, int n)
+{
+    int end = from + n;
+    if (from < s->n_prompt)
+        b->st.prompt_tokens_computed += (uint64_t)(ST_MIN(end, s->n_prompt) - from);
+    /* generated tokens other than the newest one were computed before a preemption */
+    int lo = ST_MAX(from, s->n_prompt), hi = ST_MIN(end, s->n_tokens - 1);
+    if (hi > lo)
+        b->st.recomputed_tokens += (uint64_t)(hi - lo);
+}
+
+/* Hand each scheduled sequence its rows' results: commit its KV, sample. */
+static void finish_step(st_batcher *b, seq **step_seqs, int n_seqs)
+{
+    const st_sched_batch *sb = &b->batch;
+    st_token_logprob top[ST_MAX_TOP_LOGPROBS];
+    for (int k = 0; k < n_seqs; k++) {
+        seq *s = step_seqs[k];
+        int from = s->kv.n_committed, n = s->sched_rows;
+        count_rows(b, s, from, n);
+        st_kv_seq_commit(b->kb, &s->kv, s->tokens, from + n);
+        s->sched_rows = 0;
+        int lr = sb->info[s->batch_idx].logit_row;
+        s->batch_idx = -1;
+        if (lr < 0)
+            continue;
+        float *row = b->logits + (size_t)lr * b->vocab;
+        int n_top = s->req.top_logprobs > 0 ? logits_top(row, b->vocab, s->req.top_logprobs, top) : 0;
+        float lp = 0.0f;
+        int32_t tok = st_sampler_sample(&s->sampler, row, b->vocab, s->tokens, s->n_tokens,
+                                        s->req.logprobs ? &lp : NULL);
+        if (tok < 0) {
+            seq_emit_final(b, s, ST_FINISH_ERROR, st_errmsg());
+            sched_retire(b, s);
+            b->st.requests_finished++;
+            continue;
+        }
+        b->st.generated_tokens++;
+        if (seq_on_token(b, s, tok, lp, top, n_top) != ST_FINISH_NONE) {
+            sched_retire(b, s);
+            b->st.requests_finished++;
+        }
+    }
+}
+
+static void publish_stats(st_batcher *b)
+{
+    st_kv_blocks_stats ks;
+    st_kv_blocks_get_stats(b->kb, &ks);
+    b->st.n_running = b->n_running;
+    b->st.n_waiting = b->waiting.n;
+    b->st.kv_blocks_total = ks.n_blocks;
+    b->st.kv_blocks_used = ks.n_used;
+    b->st.kv_blocks_free = ks.n_free;
+    b->st.kv_blocks_cached = ks.n_cached;
+    b->st.block_size = ks.block_size;
+    b->st.max_ctx = b->max_ctx;
+    pthread_mutex_lock(&b->stats_mu);
+    b->pub = b->st;
+    pthread_mutex_unlock(&b->stats_mu);
+}
+
+int sched_step(st_batcher *b)
+{
+    drain_inbox(b);
+    if (!b->n_running && !b->waiting.head) {
+        publish_stats(b);
+        return 0;
+    }
+    int rows = schedule(b);
+    if (rows == 0) { /* only after a preemption; the next step admits */
+        publish_stats(b);
+        return 1;
+    }
+    build_batch(b);
+    /* the scheduled sequences, in batch order (retiring edits b->running) */
+    seq **step_seqs = b->step_seqs;
+    int n_seqs = 0;
+    for (int i = 0; i < b->n_running; i++)
+        if (b->running[i]->sched_rows)
+            step_seqs[n_seqs++] = b->running[i];
+
+    const st_sched_batch *sb = &b->batch;
+    int rc = st_forward(&b->fwd, &b->kv, &sb->b, sb->logit_rows, sb->n_logit_rows);
+    if (rc == ST_OK && sb->n_logit_rows) {
+        b->be->ops->sync(b->be);
+        b->be->ops->to_host(b->be, b->logits, b->fwd.logits, (size_t)sb->n_logit_rows * b->vocab * sizeof(float));
+    }
+    b->st.steps++;
+    b->st.batch_tokens += (uint64_t)sb->b.n_tokens;
+    b->st.batch_seqs += (uint64_t)sb->b.n_seqs;
+    b->st.last_batch_tokens = sb->b.n_tokens;
+    b->st.last_batch_seqs = sb->b.n_seqs;
+    if (rc != ST_OK) {
+        /* a batch the forward rejects is a batcher bug; fail its requests, keep serving */
+        char msg[256];
+        snprintf(msg, sizeof msg, "forward failed: %s", st_errmsg());
+        ST_ERROR("batcher: step %llu: %s", (unsigned long long)sb->step, msg);
+        for (int k = 0; k < n_seqs; k++) {
+            seq_emit_final(b, step_seqs[k], ST_FINISH_ERROR, msg);
+            sched_retire(b, step_seqs[k]);
+            b->st.requests_finished++;
+        }
+        publish_stats(b);
+        return rc;
+    }
+    finish_step(b, step_seqs, n_seqs);
+    publish_stats(b);
+    return 1;
+}
