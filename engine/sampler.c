@@ -305,24 +305,29 @@ static void apply_penalties(st_sampler *s, float *logits, int n_vocab, const int
 }
 
 /* ---- sampling ------------------------------------------------------------------ */
-/* Draw one of the candidates ids (n,) with weights w[id], in the given order. */
-static int32_t draw(st_sampler *s, const int32_t *ids, int n, double total)
+/* Candidate i's weight: s->w is indexed by position in s->idx after top-k
+ * (k entries of scratch), by token id on the full-vocabulary paths. */
+static inline double cand_w(const st_sampler *s, int by_id, int i) { return by_id ? s->w[s->idx[i]] : s->w[i]; }
+
+/* Draw one of the first n candidates in their order, by weight. ids NULL:
+ * the candidates are the token ids 0..n-1 themselves. */
+static int32_t draw(st_sampler *s, int by_id, const int32_t *ids, int n, double total)
 {
     double target = rng_uniform(s->rng) * total, cum = 0.0;
-    int32_t last = ids[0];
+    int32_t last = ids ? ids[0] : 0;
     for (int i = 0; i < n; i++) {
-        double wi = s->w[ids[i]];
+        double wi = ids ? cand_w(s, by_id, i) : s->w[i];
         if (wi <= 0.0)
             continue;
         cum += wi;
-        last = ids[i];
+        last = ids ? ids[i] : i;
         if (cum > target)
-            return ids[i];
+            return last;
     }
     return last; /* rounding: the target fell past the last positive weight */
 }
 
-/* Collect into s->idx the ids with w >= cut; returns their count and mass. */
+/* Collect into s->idx the ids with w[id] >= cut; returns their count and mass. */
 static int collect(st_sampler *s, int n_vocab, double cut, double *mass)
 {
     int m = 0;
@@ -342,73 +347,68 @@ static int32_t sample_tempered(st_sampler *s, float *logits, int n_vocab)
     const st_sampling *p = &s->p;
     const double inv_t = 1.0 / (double)p->temperature; /* IEEE-exact: same bits everywhere */
     const int use_top_p = p->top_p < 1.0f, use_min_p = p->min_p > 0.0f;
-    int n;        /* candidates in s->idx */
-    int sorted;   /* s->idx is best-first */
+    int n;        /* candidates in s->idx, best first */
+    int by_id;    /* how s->w is indexed (see cand_w) */
     double total; /* sum of w over the candidates (the softmax denominator) */
 
     if (p->top_k > 0 && p->top_k < n_vocab) {
         n = p->top_k;
+        reserve(s, n);
         top_k_select(logits, n_vocab, n, s->idx);
-        sorted = 1;
+        by_id = 0;
         double mx = logits[s->idx[0]];
         total = 0.0;
         for (int i = 0; i < n; i++)
-            total += s->w[s->idx[i]] = det_exp(((double)logits[s->idx[i]] - mx) * inv_t);
+            total += s->w[i] = det_exp(((double)logits[s->idx[i]] - mx) * inv_t);
     } else {
-        int32_t am = st_argmax(logits, n_vocab);
-        double mx = logits[am];
+        reserve(s, n_vocab);
+        by_id = 1;
+        double mx = logits[st_argmax(logits, n_vocab)];
         total = 0.0;
         for (int i = 0; i < n_vocab; i++)
             total += s->w[i] = det_exp(((double)logits[i] - mx) * inv_t);
-        if (!use_top_p && !use_min_p) {
-            for (int i = 0; i < n_vocab; i++)
-                s->idx[i] = i;
-            return draw(s, s->idx, n_vocab, total);
-        }
-        if (use_top_p) {
-            /* the nucleus is a prefix of any best-first prefix whose mass reaches top_p */
-            static const double cuts[] = {1.0 / 1024, 1.0 / 65536, 0.0};
-            double mass = 0.0;
-            n = 0;
-            for (size_t c = 0; c < ST_ARRAY_LEN(cuts); c++) {
-                n = collect(s, n_vocab, cuts[c] * total, &mass);
-                if (mass >= (double)p->top_p * total)
-                    break;
-            }
-            sort_best_first(logits, s->idx, n);
-            sorted = 1;
-        } else {
+        if (!use_top_p && !use_min_p)
+            return draw(s, 1, NULL, n_vocab, total);
+        if (!use_top_p) {
             /* min-p alone: the kept set is a threshold on w; no order needed */
             double mass;
             n = collect(s, n_vocab, (double)p->min_p, &mass);
-            return draw(s, s->idx, n, mass);
+            return draw(s, 1, s->idx, n, mass);
         }
+        /* the nucleus is a prefix of any best-first prefix whose mass reaches top_p */
+        static const double cuts[] = {1.0 / 1024, 1.0 / 65536, 0.0};
+        double mass = 0.0;
+        n = 0;
+        for (size_t c = 0; c < ST_ARRAY_LEN(cuts); c++) {
+            n = collect(s, n_vocab, cuts[c] * total, &mass);
+            if (mass >= (double)p->top_p * total)
+                break;
+        }
+        sort_best_first(logits, s->idx, n);
     }
 
     /* top-p: smallest best-first prefix with cumulative probability >= top_p */
-    if (use_top_p && sorted) {
+    if (use_top_p) {
         double cum = 0.0, need = (double)p->top_p * total;
-        int keep = n;
         for (int i = 0; i < n; i++) {
-            cum += s->w[s->idx[i]];
+            cum += cand_w(s, by_id, i);
             if (cum >= need) {
-                keep = i + 1;
+                n = i + 1;
                 break;
             }
         }
-        n = keep;
     }
     /* min-p: drop p < min_p * p_max, i.e. w < min_p (the best has w = 1) */
     if (use_min_p) {
         int keep = 1;
-        while (keep < n && s->w[s->idx[keep]] >= (double)p->min_p)
+        while (keep < n && cand_w(s, by_id, keep) >= (double)p->min_p)
             keep++;
         n = keep;
     }
     double kept = 0.0;
     for (int i = 0; i < n; i++)
-        kept += s->w[s->idx[i]];
-    return draw(s, s->idx, n, kept);
+        kept += cand_w(s, by_id, i);
+    return draw(s, by_id, s->idx, n, kept);
 }
 
 /* log-softmax normaliser of x (n,): max + log(sum exp(x - max)). */
@@ -439,7 +439,6 @@ int32_t st_sampler_sample(st_sampler *s, float *logits, int n_vocab, const int32
     if (!(s->p.temperature > 0.0f) || !isfinite(logits[st_argmax(logits, n_vocab)])) {
         tok = st_argmax(logits, n_vocab);
     } else {
-        reserve(s, n_vocab);
         tok = sample_tempered(s, logits, n_vocab);
     }
 

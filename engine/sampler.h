@@ -35,9 +35,10 @@ int st_sampling_validate(const st_sampling *p);
 typedef struct st_sampler {
     st_sampling p;
     uint64_t rng[4];  /* xoshiro256** state, seeded from p.seed */
-    /* private scratch, grown as needed (about 12 bytes x n_vocab) */
+    /* private scratch, grown as needed: 12 bytes x top_k with top-k on,
+     * x n_vocab otherwise (free with st_sampler_free) */
     int32_t *idx;     /* (cap,) candidate token ids */
-    double *w;        /* (cap,) weights exp((logit - max) / T), indexed by token id */
+    double *w;        /* (cap,) weights exp((logit - max) / T), by candidate or by token id */
     int cap;
     int32_t *hist;    /* (hist_cap,) penalty window, sorted */
     float *orig;      /* (hist_cap,) pre-penalty logits of the distinct window tokens */
