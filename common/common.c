@@ -10,14 +10,18 @@
 #include <time.h>
 
 /* ---- errors ------------------------------------------------------------- */
-static _Thread_local char err_buf[512];
+static _Thread_local char err_buf[1024];
 
 int st_err(int code, const char *fmt, ...)
 {
+    /* format into a temporary first: callers may pass st_errmsg() itself
+     * as an argument to wrap the previous message with context */
+    char tmp[sizeof err_buf];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(err_buf, sizeof err_buf, fmt, ap);
+    vsnprintf(tmp, sizeof tmp, fmt, ap);
     va_end(ap);
+    memcpy(err_buf, tmp, sizeof tmp);
     return code;
 }
 
