@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #define SPIN_NS 2000000ull /* idle spin before sleeping: ~2 ms */
+#define YIELD_NS 200000ull /* after this, spinning threads also yield */
 
 typedef struct {
     st_tp *tp;
@@ -68,7 +69,8 @@ static void *worker_main(void *p)
         CPU_SET(w->cpu, &set);
         sched_setaffinity(0, sizeof set, &set); /* best effort */
     }
-    unsigned seen = atomic_load(&tp->gen);
+    /* gen is 0 at creation; a job may be posted before this thread runs */
+    unsigned seen = 0;
     for (;;) {
         /* wait for a new generation: spin, then sleep */
         uint64_t t0 = 0;
@@ -82,6 +84,8 @@ static void *worker_main(void *p)
             uint64_t now = st_now_ns();
             if (!t0) {
                 t0 = now;
+            } else if (now - t0 > YIELD_NS && now - t0 <= SPIN_NS) {
+                sched_yield(); /* let an oversubscribed machine run others */
             } else if (now - t0 > SPIN_NS) {
                 atomic_fetch_add(&tp->sleepers, 1);
                 if (atomic_load(&tp->gen) == seen)
@@ -165,6 +169,11 @@ void st_tp_run(st_tp *tp, st_tp_fn fn, void *arg)
     if (atomic_load(&tp->sleepers) > 0)
         futex_wake_all(&tp->gen);
     fn(arg, 0, tp->n);
-    while (atomic_load_explicit(&tp->pending, memory_order_acquire) > 0)
+    /* join: spin; if a worker was preempted (more runnable threads than
+     * cores), yield so that it can finish instead of burning its core */
+    for (unsigned spins = 0; atomic_load_explicit(&tp->pending, memory_order_acquire) > 0; spins++) {
         cpu_relax();
+        if (spins > 20000)
+            sched_yield();
+    }
 }
