@@ -61,6 +61,7 @@ struct st_tokenizer {
     int escape_spaces;    /* SPM: ' ' -> "▁" */
     int ignore_merges;    /* BPE: a piece that is a whole token is taken as is */
     int rank_by_score;    /* SPM from GGUF: merge priority from scores, not a merges list */
+    int nfc;              /* normalize text segments to NFC first (tokenizer.json "NFC") */
     uint8_t *eog;         /* (n_vocab,) 1 = ends generation */
     char *chat_template;
 };
@@ -69,8 +70,8 @@ struct st_tokenizer {
 st_tokenizer *tok_new(st_tok_kind kind, int n_vocab);
 /* Set token id's stored text, score and type (before tok_index). */
 void tok_set(st_tokenizer *t, int32_t id, const char *text, size_t len, float score, int type);
-/* Build the text hash and raw pieces. Fails on a duplicate... no: later
- * duplicates are kept but the first id wins lookups. */
+/* Build the text hash and raw pieces. A text held by several ids finds
+ * the lowest one. */
 int tok_index(st_tokenizer *t);
 /* Add a merge "a b" given by stored texts, with rank (lower merges first).
  * Returns 1 if added, 0 if a part or the result is not in the vocabulary. */

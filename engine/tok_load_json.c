@@ -4,9 +4,8 @@
  * a Split whose regex is one of the known families, or after
  * Digits(individual_digits)); SentencePiece style (normalizer Prepend "▁" +
  * Replace " " -> "▁", or a Metaspace pre-tokenizer without splitting, with
- * byte_fallback). The NFC normalizer is accepted and not applied (text
- * already in NFC, as chat text nearly always is, is unchanged by it).
- * Anything else is an ST_ENOTSUP error naming the part. */
+ * byte_fallback); the NFC normalizer (tok_nfc.c). Anything else is an
+ * ST_ENOTSUP error naming the part. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +33,7 @@ typedef struct {
     int split; /* st_pretok_kind of a Split regex, 0 = none */
     int digits;
     int prepend, replace_space, metaspace;
+    int nfc;
 } shape;
 
 static int walk_normalizer(const st_json *n, shape *s)
@@ -51,8 +51,10 @@ static int walk_normalizer(const st_json *n, shape *s)
         }
         return ST_OK;
     }
-    if (type_is(n, "NFC"))
+    if (type_is(n, "NFC")) {
+        s->nfc = 1;
         return ST_OK;
+    }
     if (type_is(n, "Prepend") && str_eq(st_json_get(n, "prepend"), "\xE2\x96\x81")) {
         s->prepend = 1;
         return ST_OK;
@@ -292,6 +294,7 @@ static int load_tree(const st_json *root, const st_json *cfg, st_tokenizer **out
         }
     }
     t->ignore_merges = st_json_get_bool(model, "ignore_merges", 0);
+    t->nfc = sh.nfc;
     if (kind == ST_TOK_SPM) {
         t->add_space_prefix = sh.prepend;
         t->escape_spaces = sh.replace_space;

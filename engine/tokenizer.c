@@ -8,6 +8,7 @@
 
 #include "../common/st_common.h"
 #include "tok_internal.h"
+#include "tok_nfc.h"
 #include "tok_unicode.h"
 
 /* ---- building ------------------------------------------------------------------------ */
@@ -409,16 +410,26 @@ static void encode_spm(enc *e, const char *s, size_t len, int prefix)
     push_merged(e, sym, n);
 }
 
+/* One run of text between added tokens: normalized on its own (as HF
+ * does), then split and merged. */
 static void encode_segment(enc *e, size_t a, size_t b, int after_added)
 {
     if (b <= a)
         return;
-    if (e->t->kind == ST_TOK_SPM)
-        encode_spm(e, e->text + a, b - a, after_added);
-    else {
-        e->seg = e->text + a;
-        st_pretok_split(e->t->pre, e->seg, b - a, encode_piece, e);
+    const char *s = e->text + a;
+    size_t n = b - a;
+    char *norm = NULL;
+    if (e->t->nfc && !st_nfc_quick_yes(s, n)) {
+        st_nfc(s, n, &norm, &n);
+        s = norm;
     }
+    if (e->t->kind == ST_TOK_SPM) {
+        encode_spm(e, s, n, after_added);
+    } else {
+        e->seg = s;
+        st_pretok_split(e->t->pre, s, n, encode_piece, e);
+    }
+    free(norm);
 }
 
 static int is_space_byte(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f'; }
