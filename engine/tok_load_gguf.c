@@ -116,6 +116,7 @@ int st_tok_load_gguf(const st_gguf *g, st_tokenizer **out)
             tok_add_merge(t, s, (size_t)(sp - s), sp + 1, len - (size_t)(sp - s) - 1, (int32_t)i);
         }
         t->ignore_merges = t->pre == ST_PRE_LLAMA3; /* llama-3's tokenizer.json sets ignore_merges */
+        t->nfc = t->pre == ST_PRE_QWEN2;            /* Qwen's tokenizer.json normalizes to NFC */
     } else {
         tok_merges_from_scores(t);
         t->escape_spaces = 1;
