@@ -397,7 +397,7 @@ int st_model_load(const char *path, int layer_start, int layer_end, st_model **o
     st_model *m = st_xcalloc(1, sizeof *m);
     m->path = st_xstrdup(path);
     int rc;
-    char buf[4096];
+    char buf[4200];
     if (is_dir(path) || has_suffix(path, ".safetensors")) {
         m->format = "safetensors";
         if ((rc = st_safetensors_open(path, &m->st)))
@@ -409,7 +409,7 @@ int st_model_load(const char *path, int layer_start, int layer_end, st_model **o
         }
         if ((rc = config_from_json(m, cfg)))
             goto fail;
-        snprintf(buf, sizeof buf, "%s/tokenizer.json", st_safetensors_dir(m->st));
+        snprintf(buf, sizeof buf, "%.4096s/tokenizer.json", st_safetensors_dir(m->st));
         FILE *f = fopen(buf, "rb");
         if (f) {
             fclose(f);

@@ -161,6 +161,8 @@ static int run(gen_state *g, const st_tokenizer *tok, int n_predict, char **repl
     double t0 = st_now_s();
     for (int i = 0; i < n_predict; i++) {
         int32_t id = st_sampler_sample(&g->smp, g->logits, vocab, g->hist, g->n_hist, NULL);
+        if (id < 0)
+            return id;
         if (st_tok_is_eog(tok, id))
             break;
         g->n_gen++;
@@ -230,9 +232,13 @@ static void convo_add(convo *c, const char *role, const char *text)
     c->n++;
 }
 
-static int chat_turn(gen_state *g, const st_tokenizer *tok, st_chat_format fmt, convo *cv, const gen_opts *o)
+static int chat_turn(gen_state *g, const st_tokenizer *tok, st_chat_format fmt, const char *dflt_system, convo *cv,
+                     const gen_opts *o)
 {
-    st_chat_opts co = {.add_generation_prompt = 1, .enable_thinking = o->think, .bos_text = NULL};
+    /* bos_text stays NULL: the formatter omits BOS and encode() adds it */
+    st_chat_opts co = st_chat_opts_default();
+    co.enable_thinking = o->think;
+    co.default_system = dflt_system;
     char *text;
     size_t len;
     int rc = st_chat_render(fmt, cv->v, cv->n, &co, &text, &len);
@@ -314,12 +320,15 @@ int st_cmd_generate(int argc, char **argv)
             fmt = ST_CHAT_CHATML;
         }
         ST_DEBUG("chat format %s", st_chat_format_name(fmt));
+        char *dflt_system = NULL;
+        if (fmt == ST_CHAT_CHATML && tmpl)
+            st_chat_default_system(tmpl, &dflt_system);
         convo cv = {0};
         if (o.system)
             convo_add(&cv, "system", o.system);
         if (o.prompt) {
             convo_add(&cv, "user", o.prompt);
-            rc = chat_turn(&g, m->tok, fmt, &cv, &o);
+            rc = chat_turn(&g, m->tok, fmt, dflt_system, &cv, &o);
         } else {
             int tty = isatty(0);
             char *line = NULL;
@@ -335,13 +344,14 @@ int st_cmd_generate(int argc, char **argv)
                 if (!len)
                     continue;
                 convo_add(&cv, "user", line);
-                rc = chat_turn(&g, m->tok, fmt, &cv, &o);
+                rc = chat_turn(&g, m->tok, fmt, dflt_system, &cv, &o);
             }
             free(line);
         }
         for (int i = 0; i < cv.n; i++)
             free((char *)cv.v[i].content);
         free(cv.v);
+        free(dflt_system);
     }
     if (!o.chat)
         fputc('\n', stdout);

@@ -11,7 +11,6 @@
         fprintf(stderr, "strait: '%s' is not available in this build\n", name); \
         return 2;                                                              \
     }
-ST_STUB(st_cmd_models, "models")
 
 /* Benchmarks of modules still being built. */
 __attribute__((weak)) int st_bench_transport_main(int argc, char **argv)

@@ -43,10 +43,10 @@ static char *slurp(FILE *f, size_t *len)
 static int load_tokenizer(const char *path, st_tokenizer **tok, st_gguf **g)
 {
     struct stat sb;
-    char buf[4096];
+    char buf[4200];
     *g = NULL;
     if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode)) {
-        snprintf(buf, sizeof buf, "%s/tokenizer.json", path);
+        snprintf(buf, sizeof buf, "%.4096s/tokenizer.json", path);
         return st_tok_load_json(buf, tok);
     }
     size_t n = strlen(path);
