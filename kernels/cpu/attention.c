@@ -18,6 +18,29 @@ static void load_f16_scalar(float *dst, const uint16_t *src, int n)
         dst[i] = st_f16_to_f32(src[i]);
 }
 
+static float dot_scalar(const float *a, const float *b, int n)
+{
+    float s = 0.0f;
+    for (int i = 0; i < n; i++)
+        s += a[i] * b[i];
+    return s;
+}
+
+static void axpy_scalar(float *y, float w, const float *x, int n)
+{
+    for (int i = 0; i < n; i++)
+        y[i] += w * x[i];
+}
+
+static void scale_scalar(float *y, float s, int n)
+{
+    for (int i = 0; i < n; i++)
+        y[i] *= s;
+}
+
+#define ATTN_DOT dot_scalar
+#define ATTN_AXPY axpy_scalar
+#define ATTN_SCALE scale_scalar
 #define ATTN_FN attn_scalar
 #define LOAD_F16(dst, src, n) load_f16_scalar(dst, src, n)
 #include "kernels/cpu/attn_impl.h"
@@ -50,10 +73,10 @@ const st_cpu_kernels st_cpu_kernels_scalar = {
 int st_cpu_check_kv(const st_kv_cache *kv, int layer)
 {
     if (!kv || layer < 0 || layer >= kv->n_layers || !kv->k || !kv->v || !kv->k[layer] || !kv->v[layer])
-        return st_err(ST_EINVAL, "cpu attention: kv cache has no layer %d", layer);
+        return st_err(ST_EINVAL, "kv cache has no layer %d", layer);
     if (kv->head_dim <= 0 || kv->head_dim > ST_ATTN_MAX_HEAD_DIM || kv->block_size <= 0 || kv->n_kv_heads <= 0 ||
         (kv->dtype != ST_F16 && kv->dtype != ST_F32))
-        return st_err(ST_EINVAL, "cpu attention: unsupported kv geometry (head_dim %d, block_size %d, %s)",
+        return st_err(ST_EINVAL, "unsupported kv geometry (head_dim %d, block_size %d, %s)",
                       kv->head_dim, kv->block_size, st_dtype_name(kv->dtype));
     return ST_OK;
 }
@@ -63,39 +86,39 @@ int st_cpu_check_kv(const st_kv_cache *kv, int layer)
 int st_cpu_check_batch(const st_kv_cache *kv, const st_batch *b, int32_t *row_seq)
 {
     if (!b || b->n_tokens < 0 || b->n_seqs < 0 || (b->n_tokens && (!b->pos || !b->seqs)))
-        return st_err(ST_EINVAL, "cpu: malformed batch");
+        return st_err(ST_EINVAL, "malformed batch");
     for (int i = 0; i < b->n_tokens; i++)
         row_seq[i] = -1;
     for (int si = 0; si < b->n_seqs; si++) {
         const st_batch_seq *s = &b->seqs[si];
         if (s->row0 < 0 || s->n_tokens < 0 || s->row0 > b->n_tokens - s->n_tokens)
-            return st_err(ST_EINVAL, "cpu: sequence %d rows [%d, +%d) outside the batch", s->seq_id, s->row0,
+            return st_err(ST_EINVAL, "sequence %d rows [%d, +%d) outside the batch", s->seq_id, s->row0,
                           s->n_tokens);
         if (s->n_tokens && (!s->block_table || s->n_blocks <= 0))
-            return st_err(ST_EINVAL, "cpu: sequence %d has no block table", s->seq_id);
+            return st_err(ST_EINVAL, "sequence %d has no block table", s->seq_id);
         int32_t maxpos = -1;
         for (int r = s->row0; r < s->row0 + s->n_tokens; r++) {
             if (row_seq[r] >= 0)
-                return st_err(ST_EINVAL, "cpu: batch row %d belongs to two sequences", r);
+                return st_err(ST_EINVAL, "batch row %d belongs to two sequences", r);
             row_seq[r] = si;
             if (b->pos[r] < 0)
-                return st_err(ST_EINVAL, "cpu: negative position at row %d", r);
+                return st_err(ST_EINVAL, "negative position at row %d", r);
             maxpos = ST_MAX(maxpos, b->pos[r]);
         }
         if (maxpos < 0)
             continue;
         const int64_t need = (int64_t)maxpos / kv->block_size + 1;
         if (need > s->n_blocks)
-            return st_err(ST_EINVAL, "cpu: sequence %d position %d beyond its %d blocks", s->seq_id, maxpos,
+            return st_err(ST_EINVAL, "sequence %d position %d beyond its %d blocks", s->seq_id, maxpos,
                           s->n_blocks);
         for (int64_t i = 0; i < need; i++)
             if (s->block_table[i] < 0 || s->block_table[i] >= kv->n_blocks)
-                return st_err(ST_EINVAL, "cpu: sequence %d block table entry %lld = %d out of range", s->seq_id,
+                return st_err(ST_EINVAL, "sequence %d block table entry %lld = %d out of range", s->seq_id,
                               (long long)i, s->block_table[i]);
     }
     for (int i = 0; i < b->n_tokens; i++)
         if (row_seq[i] < 0)
-            return st_err(ST_EINVAL, "cpu: batch row %d belongs to no sequence", i);
+            return st_err(ST_EINVAL, "batch row %d belongs to no sequence", i);
     return ST_OK;
 }
 
@@ -130,9 +153,9 @@ int st_cpu_attention(const st_cpu_kernels *k, st_tp *tp, int32_t **row_seq, size
     if (rc)
         return rc;
     if (!out || !q || n_heads <= 0 || n_heads % kv->n_kv_heads)
-        return st_err(ST_EINVAL, "cpu attention: %d query heads for %d kv heads", n_heads, kv->n_kv_heads);
+        return st_err(ST_EINVAL, "%d query heads for %d kv heads", n_heads, kv->n_kv_heads);
     if (!b || b->n_tokens <= 0)
-        return b ? ST_OK : st_err(ST_EINVAL, "cpu attention: NULL batch");
+        return b ? ST_OK : st_err(ST_EINVAL, "NULL batch");
     if ((size_t)b->n_tokens > *row_seq_cap) {
         free(*row_seq);
         *row_seq = st_xmalloc(sizeof(int32_t) * (size_t)b->n_tokens);

@@ -1,8 +1,8 @@
 /* Paged attention for one (row, kv head) pair: the body shared by the
  * scalar and SIMD builds. The including file defines ATTN_FN (the function
- * name) and LOAD_F16(dst, src, n) (f16 -> f32 for n values) and gets this
- * plain C compiled with its ISA flags (the dot and axpy loops are written
- * with 8 independent lanes so that the compiler vectorizes them).
+ * name) and its vector primitives over n floats: LOAD_F16(dst, src, n)
+ * (f16 -> f32), ATTN_DOT(a, b, n) (a float, fixed reduction order),
+ * ATTN_AXPY(y, w, x, n) (y += w * x) and ATTN_SCALE(y, s, n) (y *= s).
  *
  * For each query head h of the group: online softmax over positions
  * 0..p in chunks of ST_ATTN_CHUNK: score the chunk, raise the running max
@@ -13,18 +13,6 @@
  * row's position and block table. */
 #include <math.h>
 #include <string.h>
-
-static inline float attn_dot(const float *a, const float *b, int n)
-{
-    float s[8] = {0};
-    int i = 0;
-    for (; i + 8 <= n; i += 8)
-        for (int k = 0; k < 8; k++)
-            s[k] += a[i + k] * b[i + k];
-    for (int k = 0; i < n; i++, k++)
-        s[k] += a[i] * b[i];
-    return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
-}
 
 static void ATTN_FN(const st_attn_args *a, int row, int g)
 {
@@ -67,23 +55,20 @@ static void ATTN_FN(const st_attn_args *a, int row, int g)
             float sc[ST_ATTN_CHUNK];
             float mc = m[h];
             for (int j = 0; j < nc; j++) {
-                sc[j] = attn_dot(qh, kf[j], hd) * a->scale;
+                sc[j] = ATTN_DOT(qh, kf[j], hd) * a->scale;
                 mc = sc[j] > mc ? sc[j] : mc;
             }
             if (mc > m[h]) {
                 const float alpha = expf(m[h] - mc); /* 0 on the first chunk */
                 l[h] *= alpha;
-                for (int i = 0; i < hd; i++)
-                    acc[h][i] *= alpha;
+                ATTN_SCALE(acc[h], alpha, hd);
                 m[h] = mc;
             }
             float *ah = acc[h];
             for (int j = 0; j < nc; j++) {
                 const float w = expf(sc[j] - mc);
-                const float *vj = vf[j];
                 l[h] += w;
-                for (int i = 0; i < hd; i++)
-                    ah[i] += w * vj[i];
+                ATTN_AXPY(ah, w, vf[j], hd);
             }
         }
     }

@@ -144,15 +144,15 @@ int st_cpu_matmul(const st_cpu_kernels *k, st_tp *tp, st_qblock **scratch, size_
                   const float *x, const st_tensor *W, const float *bias, int n)
 {
     if (!y || !x || !W || !W->data || n < 0)
-        return st_err(ST_EINVAL, "cpu matmul: NULL argument or negative n");
+        return st_err(ST_EINVAL, "NULL argument or negative n");
     if (n == 0)
         return ST_OK;
     const int64_t K = W->ne[0], O = W->ne[1];
     if (K <= 0 || O <= 0 || K > INT32_MAX || O > INT32_MAX || (unsigned)W->type >= ST_DTYPE_COUNT)
-        return st_err(ST_EINVAL, "cpu matmul: weight %s has a bad shape or type", W->name ? W->name : "?");
+        return st_err(ST_EINVAL, "weight %s has a bad shape or type", W->name ? W->name : "?");
     const size_t rb = st_dtype_row_bytes(W->type, K);
     if (!rb || rb * (size_t)O > W->nbytes)
-        return st_err(ST_EINVAL, "cpu matmul: weight %s: %lld x %lld %s does not fit its %zu bytes",
+        return st_err(ST_EINVAL, "weight %s: %lld x %lld %s does not fit its %zu bytes",
                       W->name ? W->name : "?", (long long)O, (long long)K, st_dtype_name(W->type), W->nbytes);
     mm_job j = {.k = k, .x = x};
     j.a = (st_mm_args){.y = y, .x = x, .n = n, .K = (int)K, .O = (int)O, .W = W->data, .row_bytes = rb,

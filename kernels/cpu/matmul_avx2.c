@@ -7,6 +7,9 @@
 #include "kernels/cpu/matmul_simd.h"
 
 #define ATTN_FN attn_avx2
+#define ATTN_DOT dot_avx2
+#define ATTN_AXPY axpy_avx2
+#define ATTN_SCALE scale_avx2
 #define LOAD_F16(dst, src, n) load_f16_avx2(dst, src, n)
 #include "kernels/cpu/attn_impl.h"
 

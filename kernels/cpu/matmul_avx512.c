@@ -11,6 +11,9 @@
 #include "kernels/cpu/matmul_simd.h"
 
 #define ATTN_FN attn_avx512
+#define ATTN_DOT dot_avx512
+#define ATTN_AXPY axpy_avx512
+#define ATTN_SCALE scale_avx512
 #define LOAD_F16(dst, src, n) load_f16_avx512(dst, src, n)
 #include "kernels/cpu/attn_impl.h"
 

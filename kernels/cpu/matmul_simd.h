@@ -21,6 +21,9 @@
 
 #include "kernels/cpu/cpu_kernels.h"
 
+#ifndef PREFETCH_DIST
+#define PREFETCH_DIST 512
+#endif
 #define ALWAYS_INLINE static inline __attribute__((always_inline))
 
 ALWAYS_INLINE float hsum8(__m256 v)
@@ -109,6 +112,8 @@ ALWAYS_INLINE void mm_q_tile(const st_mm_args *a, int r0, int o0, const st_dtype
 #pragma GCC unroll 8
         for (int o = 0; o < O; o++) {
             const uint8_t *wb = w0 + (size_t)o * a->row_bytes + (size_t)b * bb;
+            if (R == 1)
+                _mm_prefetch((const char *)wb + PREFETCH_DIST, _MM_HINT_T0);
             dw[o] = _mm256_set1_ps(f16_scalar(wb));
             if (T == ST_Q8_0) {
                 wv[o] = _mm256_loadu_si256((const __m256i *)(wb + 2));
@@ -273,4 +278,41 @@ static inline void SIMD_NAME(load_f16)(float *dst, const uint16_t *src, int n)
         _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(src + i))));
     for (; i < n; i++)
         dst[i] = _cvtsh_ss(src[i]);
+}
+
+/* attention primitives (attn_impl.h): 8 lanes, fixed reduction order */
+static inline float SIMD_NAME(dot)(const float *a, const float *b, int n)
+{
+    __m256 s0 = _mm256_setzero_ps(), s1 = s0;
+    int i = 0;
+    for (; i + 16 <= n; i += 16) {
+        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
+        s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), s1);
+    }
+    for (; i + 8 <= n; i += 8)
+        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
+    float s = hsum8(_mm256_add_ps(s0, s1));
+    for (; i < n; i++)
+        s = fmaf(a[i], b[i], s);
+    return s;
+}
+
+static inline void SIMD_NAME(axpy)(float *y, float w, const float *x, int n)
+{
+    const __m256 vw = _mm256_set1_ps(w);
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(y + i, _mm256_fmadd_ps(vw, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
+    for (; i < n; i++)
+        y[i] = fmaf(w, x[i], y[i]);
+}
+
+static inline void SIMD_NAME(scale)(float *y, float s, int n)
+{
+    const __m256 vs = _mm256_set1_ps(s);
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(y + i, _mm256_mul_ps(vs, _mm256_loadu_ps(y + i)));
+    for (; i < n; i++)
+        y[i] *= s;
 }
