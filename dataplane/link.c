@@ -68,7 +68,13 @@ void st_link_base_init(st_link *k, const st_transport_ops *ops, const st_link_op
     k->sq_mask = o->sq_depth - 1;
 }
 
-void st_link_base_free(st_link *k) { free(k->sq); }
+void st_link_base_free(st_link *k)
+{
+    for (uint64_t seq = k->sq_head; seq < k->sq_tail; seq++)
+        free(st_sq_at(k, seq)->owned);
+    free(k->resv);
+    free(k->sq);
+}
 
 int st_link_fail(st_link *k, int code, const char *fmt, ...)
 {
@@ -160,7 +166,55 @@ int st_link_send(st_link *k, const st_iov *iov, int n, uint64_t cookie)
     e->n = n;
     e->len = len;
     e->cookie = cookie;
+    e->owned = NULL;
     k->sq_tail++;
+    return ST_OK;
+}
+
+int st_link_reserve(st_link *k, size_t len, void **buf)
+{
+    *buf = NULL;
+    if (k->err)
+        return link_err(k);
+    if (len == 0 || len > k->opts.max_msg)
+        return st_err(ST_ERANGE, "link reserve: message of %zu bytes (1..%zu)", len, k->opts.max_msg);
+    if (k->resv_len)
+        return st_err(ST_EINVAL, "link reserve: a reservation is already outstanding");
+    if (k->ops->reserve) {
+        int rc = k->ops->reserve(k, len, buf);
+        if (rc == ST_OK)
+            k->resv_len = len;
+        return rc;
+    }
+    if (k->sq_tail - k->sq_head >= k->opts.sq_depth)
+        return st_err(ST_EAGAIN, "link reserve: queue full");
+    k->resv = aligned_alloc(64, ST_ALIGN_UP(len, 64));
+    if (!k->resv)
+        return st_err(ST_ENOMEM, "link reserve: %zu bytes", len);
+    k->resv_len = len;
+    *buf = k->resv;
+    return ST_OK;
+}
+
+int st_link_commit(st_link *k, size_t len, uint64_t cookie)
+{
+    if (!k->resv_len || len == 0 || len > k->resv_len)
+        return st_err(ST_EINVAL, "link commit: %zu bytes, %zu reserved", len, k->resv_len);
+    if (k->ops->commit) {
+        int rc = k->ops->commit(k, len, cookie);
+        k->resv_len = 0;
+        return rc;
+    }
+    st_iov iov = {k->resv, len, NULL};
+    void *owned = k->resv;
+    k->resv = NULL;
+    k->resv_len = 0;
+    int rc = st_link_send(k, &iov, 1, cookie); /* the queue had room at reserve time */
+    if (rc) {
+        free(owned);
+        return rc;
+    }
+    st_sq_at(k, k->sq_tail - 1)->owned = owned;
     return ST_OK;
 }
 
@@ -181,7 +235,10 @@ int st_link_poll_cq(st_link *k, st_completion *out, int max)
     uint64_t end = k->err ? k->sq_tail : k->sq_acked; /* a failed link completes everything */
     while (n < max && k->sq_head < end) {
         uint64_t seq = k->sq_head++;
-        out[n].cookie = st_sq_at(k, seq)->cookie;
+        st_sq_entry *e = st_sq_at(k, seq);
+        out[n].cookie = e->cookie;
+        free(e->owned);
+        e->owned = NULL;
         out[n].status = seq < k->sq_acked ? ST_OK : k->err;
         n++;
     }

@@ -16,6 +16,7 @@ typedef struct st_sq_entry {
     int n;
     size_t len;      /* total bytes */
     uint64_t cookie;
+    void *owned;     /* bounce buffer from the generic st_link_reserve, freed at completion */
 } st_sq_entry;
 
 typedef struct st_transport_ops {
@@ -32,6 +33,9 @@ typedef struct st_transport_ops {
     void (*wake)(st_link *k);
     void (*close)(st_link *k);         /* transport part; base freed by caller */
     int (*debug_drop)(st_link *k);
+    /* optional in-place sends (NULL: the generic bounce buffer in link.c) */
+    int (*reserve)(st_link *k, size_t len, void **buf);
+    int (*commit)(st_link *k, size_t len, uint64_t cookie);
 } st_transport_ops;
 
 struct st_listener {
@@ -48,6 +52,8 @@ struct st_link {
     st_sq_entry *sq;     /* sq_depth slots, slot = seq & sq_mask */
     uint64_t sq_mask, sq_head, sq_acked, sq_tail;
     int corrupt_next;    /* test hook */
+    void *resv;          /* outstanding reservation (generic path) */
+    size_t resv_len;
     st_link_stats stats;
 };
 

@@ -268,6 +268,42 @@ static int shm_connect(const char *addr, const st_link_opts *o, int timeout_ms, 
 }
 
 /* ---- transmit: copy queued messages into the ring ------------------------------------ */
+/* Room for a record of `need` bytes at the producer head: writes the WRAP
+ * marker if the record must start over at the beginning, and returns the
+ * record's head position in *pos; 0 when the consumer has not freed enough. */
+static int tx_room(shm_link *s, uint64_t need, uint64_t tail, uint64_t *pos)
+{
+    uint64_t h = s->tx_head, off = h % s->area;
+    uint64_t wrap = off + need > s->area ? s->area - off : 0;
+    if (h + wrap + need - tail > s->area)
+        return 0;
+    if (wrap) {
+        rec_hdr *w = (rec_hdr *)(s->tx_area + off);
+        w->magic = REC_MAGIC;
+        w->flags = REC_WRAP;
+        w->len = 0;
+        w->seq = 0;
+        w->crc = st_crc32c(0, &w->len, 24);
+        s->tx_head = h + wrap; /* unpublished until the record after it is */
+    }
+    *pos = s->tx_head;
+    return 1;
+}
+
+static void rec_seal(st_link *k, rec_hdr *r, uint64_t len, uint64_t seq)
+{
+    r->magic = REC_MAGIC;
+    r->len = len;
+    r->seq = seq;
+    r->flags = 0;
+    r->pad = 0;
+    r->crc = st_crc32c(0, &r->len, 24);
+    if (k->corrupt_next) {
+        r->crc ^= 1;
+        k->corrupt_next = 0;
+    }
+}
+
 static int shm_progress(st_link *k)
 {
     shm_link *s = (shm_link *)k;
@@ -293,36 +329,16 @@ static int shm_progress(st_link *k)
     uint64_t seq = k->sq_acked, published = 0;
     for (; seq < k->sq_tail && seq < credit_end; seq++) {
         st_sq_entry *e = st_sq_at(k, seq);
-        uint64_t need = sizeof(rec_hdr) + ST_ALIGN_UP(e->len, 64), h = s->tx_head, off = h % s->area;
-        uint64_t wrap = off + need > s->area ? s->area - off : 0;
-        if (h + wrap + need - tail > s->area)
+        uint64_t need = sizeof(rec_hdr) + ST_ALIGN_UP(e->len, 64), h;
+        if (!tx_room(s, need, tail, &h))
             break; /* full: the consumer has not released enough */
-        if (wrap) {
-            rec_hdr *w = (rec_hdr *)(s->tx_area + off);
-            w->magic = REC_MAGIC;
-            w->flags = REC_WRAP;
-            w->len = 0;
-            w->seq = 0;
-            w->crc = st_crc32c(0, &w->len, 24);
-            h += wrap;
-            off = 0;
-        }
-        rec_hdr *r = (rec_hdr *)(s->tx_area + off);
+        rec_hdr *r = (rec_hdr *)(s->tx_area + h % s->area);
         uint8_t *dst = (uint8_t *)(r + 1);
         for (int i = 0; i < e->n; i++) {
             memcpy(dst, e->iov[i].base, e->iov[i].len);
             dst += e->iov[i].len;
         }
-        r->magic = REC_MAGIC;
-        r->len = e->len;
-        r->seq = seq;
-        r->flags = 0;
-        r->pad = 0;
-        r->crc = st_crc32c(0, &r->len, 24);
-        if (k->corrupt_next) {
-            r->crc ^= 1;
-            k->corrupt_next = 0;
-        }
+        rec_seal(k, r, e->len, seq);
         s->tx_head = h + need;
         k->stats.msgs_tx++;
         k->stats.bytes_tx += e->len;
@@ -333,6 +349,40 @@ static int shm_progress(st_link *k)
         st_link_ack(k, seq); /* copied: the sender's buffers are free */
         ring_bell(s->tx);
     }
+    return ST_OK;
+}
+
+/* In place: the reservation is the payload area of the next record. Only
+ * when no copied send is queued ahead of it, so order is kept. */
+static int shm_reserve(st_link *k, size_t len, void **buf)
+{
+    shm_link *s = (shm_link *)k;
+    uint64_t h, tail = atomic_load_explicit(&s->tx->tail, memory_order_acquire);
+    uint64_t credit_end = atomic_load_explicit(&s->tx->released, memory_order_acquire) + s->tx->credits;
+    if (k->sq_acked != k->sq_tail || k->sq_tail >= credit_end || k->sq_tail - k->sq_head >= k->opts.sq_depth ||
+        !tx_room(s, sizeof(rec_hdr) + ST_ALIGN_UP(len, 64), tail, &h))
+        return st_err(ST_EAGAIN, "shm reserve: no room now");
+    *buf = s->tx_area + h % s->area + sizeof(rec_hdr);
+    return ST_OK;
+}
+
+static int shm_commit(st_link *k, size_t len, uint64_t cookie)
+{
+    shm_link *s = (shm_link *)k;
+    rec_hdr *r = (rec_hdr *)(s->tx_area + s->tx_head % s->area);
+    uint64_t seq = k->sq_tail;
+    st_sq_entry *e = st_sq_at(k, seq);
+    memset(e, 0, sizeof *e);
+    e->cookie = cookie;
+    e->len = len;
+    k->sq_tail++;
+    rec_seal(k, r, len, seq);
+    s->tx_head += sizeof(rec_hdr) + ST_ALIGN_UP(len, 64);
+    k->stats.msgs_tx++;
+    k->stats.bytes_tx += len;
+    atomic_store_explicit(&s->tx->head, s->tx_head, memory_order_release);
+    st_link_ack(k, k->sq_tail);
+    ring_bell(s->tx);
     return ST_OK;
 }
 
@@ -456,4 +506,6 @@ const st_transport_ops st_shm_ops = {
     .wake = shm_wake,
     .close = shm_close,
     .debug_drop = NULL,
+    .reserve = shm_reserve,
+    .commit = shm_commit,
 };

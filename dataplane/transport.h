@@ -92,6 +92,14 @@ int st_connect(const char *transport, const char *addr, const st_link_opts *opts
 /* Queue one message of n pieces (total 1 .. opts.max_msg bytes). ST_EAGAIN:
  * the queue is full (reap completions, progress, retry); ST_ERANGE: too big. */
 int st_link_send(st_link *k, const st_iov *iov, int n, uint64_t cookie);
+/* In-place send: st_link_reserve gives len bytes of the transport's own
+ * registered memory to build a message in (shm: directly in the shared
+ * ring, so the payload is written once and never copied); st_link_commit
+ * sends the first `len` bytes of it (len <= reserved). One reservation at a
+ * time; ST_EAGAIN when there is no room now. Transports without a special
+ * path hand out a buffer they send from and free at completion. */
+int st_link_reserve(st_link *k, size_t len, void **buf);
+int st_link_commit(st_link *k, size_t len, uint64_t cookie);
 /* Do pending I/O without blocking: transmit, receive, acknowledge,
  * heartbeat, reconnect. Returns ST_OK or the link's (sticky) error. */
 int st_link_progress(st_link *k);

@@ -383,6 +383,68 @@ static int reconnect_child(st_link *k)
     return await_close(k, 10000);
 }
 
+/* inplace: messages built in the transport's memory (st_link_reserve),
+ * mixed with ordinary sends, keep their order */
+#define IP_N 2000
+static size_t ip_len(uint64_t i) { return 8 + (i * 104729) % 100000; }
+
+static void inplace_parent(st_link *k)
+{
+    static uint8_t buf[100008];
+    uint64_t done = 0;
+    for (uint64_t i = 0; i < IP_N; i++) {
+        size_t len = ip_len(i);
+        if (i % 3 == 0) { /* an ordinary send from our buffer */
+            fill(buf, len, i);
+            st_iov iov = {buf, len, NULL};
+            CHECK(send_wait(k, &iov, 1, i, &done, 10000) == ST_OK);
+            CHECK(drain(k, &done, done + 1, 10000) == ST_OK); /* buf is reused next time */
+            continue;
+        }
+        void *p = NULL;
+        uint64_t end = st_now_ns() + 10000000000ull;
+        int rc, spins = 0;
+        while ((rc = st_link_reserve(k, len + 100, &p)) == ST_EAGAIN && st_now_ns() < end) {
+            st_completion c[64];
+            if (st_link_progress(k))
+                break;
+            int got = st_link_poll_cq(k, c, 64);
+            for (int j = 0; j < got; j++)
+                done += c[j].status == ST_OK;
+            idle(k, &spins);
+        }
+        if (rc != ST_OK) {
+            CHECKF(0, "reserve %llu: %s", (unsigned long long)i, st_errmsg());
+            return;
+        }
+        void *q;
+        CHECK(st_link_reserve(k, 8, &q) == ST_EINVAL && q == NULL); /* one at a time */
+        fill(p, len, i);
+        CHECK(st_link_commit(k, len, i) == ST_OK);
+        CHECK(st_link_commit(k, len, i) == ST_EINVAL); /* nothing reserved any more */
+    }
+    CHECKF(drain(k, &done, IP_N, 10000) == ST_OK, "inplace: %llu of %d", (unsigned long long)done, IP_N);
+    st_msg m;
+    CHECK(recv_wait(k, &m, 10000) == ST_OK && msg_id(&m) == IP_N);
+}
+
+static int inplace_child(st_link *k)
+{
+    st_msg m;
+    for (uint64_t i = 0; i < IP_N; i++) {
+        if (recv_wait(k, &m, 10000) != ST_OK)
+            return 80;
+        if (msg_id(&m) != i || m.len != ip_len(i) || !verify(m.data, m.len, i))
+            return 81;
+        st_link_release(k, &m);
+    }
+    uint64_t n = IP_N, done = 0;
+    st_iov iov = {&n, 8, NULL};
+    if (send_wait(k, &iov, 1, 0, &done, 5000))
+        return 82;
+    return await_close(k, 10000);
+}
+
 /* ---- peer death (fork mode only) ------------------------------------------------------ */
 #define DEATH_TIMEOUT_MS 400
 
@@ -478,6 +540,7 @@ static const tcase cases[] = {
     {"echo-sizes", echo_parent, echo_child, NULL, 0, 0, 0},
     {"inflight", inflight_parent, inflight_child, NULL, 0, 0, 0},
     {"flow-control", flow_parent, flow_child, NULL, FLOW_CREDITS, 0, 0},
+    {"inplace", inplace_parent, inplace_child, NULL, 0, 0, 0},
     {"corrupt-header", corrupt_parent, corrupt_child, NULL, 0, 0, 0},
     {"reconnect", reconnect_parent, reconnect_child, NULL, 64, 0, 1},
     {"killed-sender", NULL, stream_child, killed_sender_parent, 0, DEATH_TIMEOUT_MS, 0},
