@@ -463,22 +463,28 @@ static int stream_child(st_link *k)
     }
 }
 
-static void killed_sender_parent(st_link *k, pid_t child)
+static void lost_sender(st_link *k, pid_t child, int sig)
 {
     st_msg m;
     for (int i = 0; i < 50; i++) {
         CHECK(recv_wait(k, &m, 5000) == ST_OK);
         st_link_release(k, &m);
     }
-    kill(child, SIGKILL);
+    kill(child, sig);
     uint64_t t0 = st_now_ns();
     int rc;
     while ((rc = recv_wait(k, &m, 10000)) == ST_OK)
         st_link_release(k, &m);
     double ms = (double)(st_now_ns() - t0) / 1e6;
-    CHECKF(rc == ST_ECONN, "killed peer: %s", st_strerror(rc));
-    CHECKF(ms < 2.0 * DEATH_TIMEOUT_MS + 1000, "killed peer noticed after %.0f ms", ms);
+    CHECKF(rc == ST_ECONN, "lost peer (signal %d): %s", sig, st_strerror(rc));
+    CHECKF(ms < 2.0 * DEATH_TIMEOUT_MS + 1000, "lost peer (signal %d) noticed after %.0f ms", sig, ms);
+    if (sig != SIGKILL)
+        kill(child, SIGKILL);
 }
+
+static void killed_sender_parent(st_link *k, pid_t child) { lost_sender(k, child, SIGKILL); }
+/* a stalled peer (alive, silent) is noticed through missing heartbeats */
+static void stalled_sender_parent(st_link *k, pid_t child) { lost_sender(k, child, SIGSTOP); }
 
 /* the child receives a little, then dies; the parent's sends all complete
  * with an error, in bounded time */
@@ -544,6 +550,7 @@ static const tcase cases[] = {
     {"corrupt-header", corrupt_parent, corrupt_child, NULL, 0, 0, 0},
     {"reconnect", reconnect_parent, reconnect_child, NULL, 64, 0, 1},
     {"killed-sender", NULL, stream_child, killed_sender_parent, 0, DEATH_TIMEOUT_MS, 0},
+    {"stalled-sender", NULL, stream_child, stalled_sender_parent, 0, DEATH_TIMEOUT_MS, 0},
     {"dead-receiver", NULL, die_child, dead_receiver_parent, 0, DEATH_TIMEOUT_MS, 0},
 };
 
