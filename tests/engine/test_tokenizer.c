@@ -308,6 +308,7 @@ static void check_special(const st_tokenizer *t, const char *special, const char
     for (int i = 0; i < k; i++)
         has |= ids[i] == sid;
     CHECKF(k > 1 && !has, "\"%s\" without parse_special must not give the special token", text);
+    free(ids);
     /* decode skips it on request */
     char out[256];
     k = encode_all(t, text, strlen(text), 1, &ids);
