@@ -33,6 +33,7 @@ typedef struct {
 
 struct st_tp {
     int n; /* threads in all, caller included */
+    int oversubscribed; /* more threads than cores: yield instead of spinning */
     worker *workers; /* (n - 1,) */
     st_tp_fn fn;
     void *arg;
@@ -84,7 +85,7 @@ static void *worker_main(void *p)
             uint64_t now = st_now_ns();
             if (!t0) {
                 t0 = now;
-            } else if (now - t0 > YIELD_NS && now - t0 <= SPIN_NS) {
+            } else if ((tp->oversubscribed || now - t0 > YIELD_NS) && now - t0 <= SPIN_NS) {
                 sched_yield(); /* let an oversubscribed machine run others */
             } else if (now - t0 > SPIN_NS) {
                 atomic_fetch_add(&tp->sleepers, 1);
@@ -119,6 +120,7 @@ st_tp *st_tp_create(int n_threads)
         n_threads = 1024;
     st_tp *tp = st_xcalloc(1, sizeof *tp);
     tp->n = n_threads;
+    tp->oversubscribed = n_threads > (n_cpus > 0 ? n_cpus : 1);
     atomic_init(&tp->gen, 0);
     atomic_init(&tp->pending, 0);
     atomic_init(&tp->sleepers, 0);
@@ -173,7 +175,7 @@ void st_tp_run(st_tp *tp, st_tp_fn fn, void *arg)
      * cores), yield so that it can finish instead of burning its core */
     for (unsigned spins = 0; atomic_load_explicit(&tp->pending, memory_order_acquire) > 0; spins++) {
         cpu_relax();
-        if (spins > 20000)
+        if (spins > 20000 || tp->oversubscribed)
             sched_yield();
     }
 }
