@@ -35,6 +35,16 @@ int st_mr_alloc(size_t len, int flags, st_mr **out)
     int fd = -1;
     void *p;
     if (flags & ST_MR_SHARED) {
+        /* hugetlbfs first when asked (needs reserved huge pages), else a
+         * plain memfd, which madvise below may still back with THP */
+        fd = (flags & ST_MR_HUGEPAGE) ? memfd_create("strait-mr", MFD_CLOEXEC | MFD_HUGETLB) : -1;
+        if (fd >= 0 && ftruncate(fd, (off_t)len) == 0) {
+            p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+            if (p != MAP_FAILED)
+                goto mapped;
+        }
+        if (fd >= 0)
+            close(fd);
         fd = memfd_create("strait-mr", MFD_CLOEXEC);
         if (fd < 0)
             return st_err(ST_EIO, "mr: memfd_create: %s", strerror(errno));
@@ -51,6 +61,7 @@ int st_mr_alloc(size_t len, int flags, st_mr **out)
             close(fd);
         return st_err(ST_ENOMEM, "mr: mmap %zu bytes: %s", len, strerror(errno));
     }
+mapped:
     if (flags & ST_MR_HUGEPAGE)
         (void)madvise(p, len, MADV_HUGEPAGE); /* a hint: ignored where THP is off */
     if (flags & ST_MR_PREFAULT)

@@ -239,9 +239,11 @@ static int shm_connect(const char *addr, const st_link_opts *o, int timeout_ms, 
         struct timespec ts = {0, 10000000};
         nanosleep(&ts, NULL);
     }
-    uint64_t area = ST_ALIGN_UP((uint64_t)o->rx_bytes, 4096);
+    /* whole 2 MiB pages per ring (control block + area), so that the
+     * mapping can be hugepage-backed */
+    uint64_t area = ST_ALIGN_UP((uint64_t)o->rx_bytes + CTL_SIZE, (uint64_t)2 << 20) - CTL_SIZE;
     st_mr *mr;
-    if ((rc = st_mr_alloc(2 * (CTL_SIZE + area), ST_MR_SHARED, &mr)) != ST_OK) {
+    if ((rc = st_mr_alloc(2 * (CTL_SIZE + area), ST_MR_SHARED | ST_MR_HUGEPAGE, &mr)) != ST_OK) {
         close(c);
         return rc;
     }
