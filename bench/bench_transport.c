@@ -162,9 +162,21 @@ static long pp_count(const bopts *o, size_t s) { return o->count ? o->count : ST
 static long tp_count(const bopts *o, size_t s) { return o->count ? o->count : ST_MAX(16L, ST_MIN(200000L, (long)((1024u << 20) / s))); }
 
 /* ---- endpoints: a link driven inline or through a polling core -----------------------------------
- * Waiting loops spin, yielding the CPU every 64 empty turns: on an idle
- * machine with a core per process that costs ~nothing, and on a busy one it
- * keeps a spinning process from holding the core its peer needs. */
+ * Waiting loops spin for SPIN_NS, then yield the CPU on every empty turn:
+ * on a machine with a core per process the spin covers a round trip, and on
+ * a busy one the yield keeps a spinning process from holding the core its
+ * peer needs. */
+#define SPIN_NS 30000ull
+
+static void backoff(uint64_t *since)
+{
+    uint64_t now = st_now_ns();
+    if (!*since)
+        *since = now;
+    else if (now - *since > SPIN_NS)
+        sched_yield();
+}
+
 typedef struct ep {
     st_link *k;
     st_poller *p;
@@ -175,7 +187,7 @@ static int ep_send(ep *e, const void *buf, size_t n)
 {
     st_iov iov = {buf, n, NULL};
     st_completion c[64];
-    for (uint64_t spins = 0;;) {
+    for (uint64_t since = 0;;) {
         int rc = e->p ? st_poller_send(e->p, &iov, 1, 0) : st_link_send(e->k, &iov, 1, 0);
         if (rc == ST_OK) {
             e->pending++;
@@ -189,24 +201,23 @@ static int ep_send(ep *e, const void *buf, size_t n)
             return rc;
         int got = e->p ? st_poller_poll_cq(e->p, c, 64) : st_link_poll_cq(e->k, c, 64);
         e->pending -= got;
-        if (++spins % 64 == 0)
-            sched_yield();
+        backoff(&since);
     }
 }
 
 static int ep_recv(ep *e, st_msg *m)
 {
     st_completion c[64];
+    uint64_t since = 0;
     for (uint64_t n = 1;; n++) {
         int rc = e->p ? st_poller_recv(e->p, m) : st_link_recv(e->k, m);
         if (rc != ST_EAGAIN)
             return rc;
         if (!e->p && (rc = st_link_progress(e->k)) != ST_OK)
             return st_link_recv(e->k, m) == ST_OK ? ST_OK : rc;
-        if ((n & 63) == 0) { /* reap completions; let a peer sharing this core run */
+        if ((n & 63) == 0) /* keep completions reaped while waiting */
             e->pending -= e->p ? st_poller_poll_cq(e->p, c, 64) : st_link_poll_cq(e->k, c, 64);
-            sched_yield();
-        }
+        backoff(&since);
     }
 }
 
