@@ -24,6 +24,7 @@
 #ifndef PREFETCH_DIST
 #define PREFETCH_DIST 512
 #endif
+#define TILE_MAX 4 /* largest R and O of a tile */
 #define ALWAYS_INLINE static inline __attribute__((always_inline))
 
 ALWAYS_INLINE float hsum8(__m256 v)
@@ -98,7 +99,7 @@ ALWAYS_INLINE void mm_q_tile(const st_mm_args *a, int r0, int o0, const st_dtype
     const int nb = a->K / 32;
     const size_t bb = T == ST_Q8_0 ? 34 : (T == ST_Q4_0 ? 18 : 20);
     const __m256i m4 = _mm256_set1_epi8(0x0F);
-    __m256 acc[R][O];
+    __m256 acc[TILE_MAX][TILE_MAX]; /* fixed size: [R][O] would be a VLA */
 #pragma GCC unroll 8
     for (int r = 0; r < R; r++)
 #pragma GCC unroll 8
@@ -107,22 +108,28 @@ ALWAYS_INLINE void mm_q_tile(const st_mm_args *a, int r0, int o0, const st_dtype
     const uint8_t *w0 = a->W + (size_t)o0 * a->row_bytes;
     const st_qblock *x0 = a->qx + (size_t)r0 * nb;
     for (int b = 0; b < nb; b++) {
-        __m256i wv[O];
-        __m256 dw[O], mw[O];
+        __m256i wv[TILE_MAX];
+        __m256 dw[TILE_MAX], mw[TILE_MAX];
 #pragma GCC unroll 8
         for (int o = 0; o < O; o++) {
             const uint8_t *wb = w0 + (size_t)o * a->row_bytes + (size_t)b * bb;
             if (R == 1)
                 _mm_prefetch((const char *)wb + PREFETCH_DIST, _MM_HINT_T0);
-            dw[o] = _mm256_set1_ps(f16_scalar(wb));
+            if (T == ST_Q4_1) { /* d and m are adjacent: one conversion for both */
+                int32_t dm32;
+                memcpy(&dm32, wb, 4);
+                const __m128 dm = _mm_cvtph_ps(_mm_cvtsi32_si128(dm32));
+                dw[o] = _mm256_broadcastss_ps(dm);
+                mw[o] = _mm256_broadcastss_ps(_mm_movehdup_ps(dm));
+            } else {
+                dw[o] = _mm256_set1_ps(f16_scalar(wb));
+            }
             if (T == ST_Q8_0) {
                 wv[o] = _mm256_loadu_si256((const __m256i *)(wb + 2));
             } else {
                 const __m128i q = _mm_loadu_si128((const __m128i *)(wb + (T == ST_Q4_1 ? 4 : 2)));
                 wv[o] = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(q, 4), q), m4);
             }
-            if (T == ST_Q4_1)
-                mw[o] = _mm256_set1_ps(f16_scalar(wb + 2));
         }
 #pragma GCC unroll 8
         for (int r = 0; r < R; r++) {
@@ -180,7 +187,7 @@ ALWAYS_INLINE float load_w1(const uint8_t *row, int k, const st_dtype T)
 ALWAYS_INLINE void mm_f_tile(const st_mm_args *a, int r0, int o0, const st_dtype T, const int R, const int O)
 {
     const int K = a->K, K8 = K & ~7;
-    __m256 acc[R][O];
+    __m256 acc[TILE_MAX][TILE_MAX]; /* fixed size: [R][O] would be a VLA */
 #pragma GCC unroll 8
     for (int r = 0; r < R; r++)
 #pragma GCC unroll 8
@@ -189,7 +196,7 @@ ALWAYS_INLINE void mm_f_tile(const st_mm_args *a, int r0, int o0, const st_dtype
     const uint8_t *w0 = a->W + (size_t)o0 * a->row_bytes;
     const float *x0 = a->x + (size_t)r0 * K;
     for (int k = 0; k < K8; k += 8) {
-        __m256 wv[O];
+        __m256 wv[TILE_MAX];
 #pragma GCC unroll 8
         for (int o = 0; o < O; o++)
             wv[o] = load_w8(w0 + (size_t)o * a->row_bytes, k, T);
