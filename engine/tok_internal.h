@@ -57,7 +57,8 @@ struct st_tokenizer {
 
     int32_t bos, eos, unk;
     int add_bos;
-    int add_space_prefix; /* SPM: "▁" before the first piece (and after special tokens) */
+    int add_space_prefix; /* SPM: "▁" before the first piece (and after added tokens) */
+    int prefix_first_only; /* SPM: ... but only at the start of the text (Metaspace "first") */
     int escape_spaces;    /* SPM: ' ' -> "▁" */
     int ignore_merges;    /* BPE: a piece that is a whole token is taken as is */
     int rank_by_score;    /* SPM from GGUF: merge priority from scores, not a merges list */

@@ -32,7 +32,7 @@ typedef struct {
     int byte_level, byte_level_regex;
     int split; /* st_pretok_kind of a Split regex, 0 = none */
     int digits;
-    int prepend, replace_space, metaspace;
+    int prepend, replace_space, metaspace, prepend_first;
     int nfc;
 } shape;
 
@@ -118,6 +118,7 @@ static int walk_pretok(const st_json *p, shape *s)
         s->metaspace = 1;
         s->replace_space = 1;
         s->prepend = strcmp(scheme, "never") != 0 && st_json_get_bool(p, "add_prefix_space", 1);
+        s->prepend_first = strcmp(scheme, "first") == 0;
         return ST_OK;
     }
     return st_err(ST_ENOTSUP, "tokenizer.json: pre_tokenizer %s is not supported", st_json_get_str(p, "type", "(no type)"));
@@ -297,6 +298,7 @@ static int load_tree(const st_json *root, const st_json *cfg, st_tokenizer **out
     t->nfc = sh.nfc;
     if (kind == ST_TOK_SPM) {
         t->add_space_prefix = sh.prepend;
+        t->prefix_first_only = sh.prepend_first;
         t->escape_spaces = sh.replace_space;
     }
     const st_json *unk = st_json_get(model, "unk_token");

@@ -473,7 +473,7 @@ int st_tok_encode(const st_tokenizer *t, const char *text, size_t n, int parse_s
                 end++;
         encode_segment(&e, seg, seg_end, after_added);
         push(&e, id);
-        after_added = 1;
+        after_added = !t->prefix_first_only;
         seg = pos = end;
     }
     encode_segment(&e, seg, n, after_added);

@@ -5,7 +5,11 @@
  *
  * Encoding never adds BOS by itself: callers ask for it (st_tok_add_bos()).
  * Special tokens in the text ("<|im_start|>") are matched as single tokens
- * only when parse_special is set (chat templates), never in user content. */
+ * only when parse_special is set (chat templates), never in user content;
+ * user-defined added tokens are always matched (as Hugging Face does).
+ *
+ * A loaded tokenizer is immutable: any number of threads may encode and
+ * decode with it at once. */
 #ifndef ST_TOKENIZER_H
 #define ST_TOKENIZER_H
 
@@ -58,7 +62,9 @@ int st_tok_add_bos(const st_tokenizer *t);  /* 1 if the model wants BOS prepende
 int st_tok_is_eog(const st_tokenizer *t, int32_t id);
 /* 1 if id is a control/special token. */
 int st_tok_is_special(const st_tokenizer *t, int32_t id);
-/* Id of an exact token text, or -1. */
+/* Id of an exact token text as the vocabulary stores it (byte-level BPE:
+ * "Ġhello" for " hello"; SPM: "▁Hello"; special tokens as written:
+ * "<|im_end|>"), or -1. */
 int32_t st_tok_lookup(const st_tokenizer *t, const char *text, size_t n);
 /* The chat template carried by the tokenizer source (GGUF
  * tokenizer.chat_template or tokenizer_config.json chat_template), or NULL. */
