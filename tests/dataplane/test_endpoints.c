@@ -1,0 +1,154 @@
+/* Endpoints and regions: option and address validation, listeners that
+ * survive garbage connections, registered regions shared between
+ * mappings, argument checks on the data calls. */
+#define _GNU_SOURCE
+#include "common/st_common.h"
+#include "dataplane/mr.h"
+#include "dataplane/transport.h"
+#include "tests/test.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+static void test_mr(void)
+{
+    st_mr *a, *b, *r;
+    CHECK(st_mr_alloc(0, 0, &a) == ST_EINVAL && a == NULL);
+    CHECK(st_mr_alloc(10000, ST_MR_SHARED | ST_MR_PREFAULT, &a) == ST_OK);
+    CHECK(a->len >= 10000 && a->fd >= 0 && a->key != 0);
+    CHECK(st_mr_import(dup(a->fd), a->len, &b) == ST_OK);
+    a->addr[4097] = 0x5a; /* the same pages through two mappings */
+    CHECK(b->addr != a->addr && b->addr[4097] == 0x5a);
+    CHECK(st_mr_contains(a, a->addr, a->len) && st_mr_contains(a, a->addr + 10, 5));
+    CHECK(!st_mr_contains(a, a->addr + a->len - 4, 5) && !st_mr_contains(a, a->addr - 1, 1));
+    CHECK(!st_mr_contains(a, a->addr + 1, SIZE_MAX));
+    static uint8_t mine[256];
+    CHECK(st_mr_register(mine, sizeof mine, &r) == ST_OK && r->addr == mine && r->key != a->key);
+    st_mr *none = (st_mr *)1;
+    CHECK(st_mr_register(NULL, 5, &none) == ST_EINVAL && none == NULL);
+    st_mr_free(r);
+    st_mr_free(a);
+    st_mr_free(b);
+}
+
+static void test_validation(void)
+{
+    st_listener *l;
+    st_link *k;
+    st_link_opts o;
+    st_link_opts_default(&o);
+    CHECK(st_listen("carrier-pigeon", "x", NULL, &l) == ST_ENOTSUP);
+    o.sq_depth = 3;
+    CHECK(st_listen("tcp", "127.0.0.1:0", &o, &l) == ST_EINVAL && strstr(st_errmsg(), "sq_depth"));
+    st_link_opts_default(&o);
+    o.heartbeat_ms = 100, o.timeout_ms = 150;
+    CHECK(st_listen("tcp", "127.0.0.1:0", &o, &l) == ST_EINVAL && strstr(st_errmsg(), "timeout_ms"));
+    CHECK(st_listen("tcp", "", NULL, &l) == ST_EINVAL);
+    CHECK(st_listen("tcp", "127.0.0.1", NULL, &l) == ST_EINVAL);
+    CHECK(st_listen("tcp", "127.0.0.1:99999", NULL, &l) == ST_EINVAL);
+    CHECK(st_listen("tcp", "127.0.0.1:http", NULL, &l) == ST_EINVAL);
+    char longpath[200];
+    memset(longpath, 'a', sizeof longpath - 1);
+    longpath[sizeof longpath - 1] = 0;
+    CHECK(st_listen("shm", longpath, NULL, &l) == ST_EINVAL);
+
+    /* nobody listening: a bounded failure */
+    CHECK(st_listen("tcp", "127.0.0.1:0", NULL, &l) == ST_OK);
+    char addr[128];
+    snprintf(addr, sizeof addr, "%s", st_listener_addr(l));
+    st_listener_close(l);
+    uint64_t t0 = st_now_ns();
+    CHECK(st_connect("tcp", addr, NULL, 200, &k) == ST_ECONN && k == NULL);
+    CHECKF(st_now_ns() - t0 < 2000000000ull, "connect to nobody took %.0f ms", (double)(st_now_ns() - t0) / 1e6);
+}
+
+typedef struct conn_arg {
+    const char *transport, *addr;
+    st_link *link;
+    int rc;
+} conn_arg;
+
+static void *connector(void *arg)
+{
+    conn_arg *a = arg;
+    a->rc = st_connect(a->transport, a->addr, NULL, 5000, &a->link);
+    return NULL;
+}
+
+/* A listener given garbage refuses it and still accepts a real peer; then
+ * the data calls check their arguments. */
+static void test_garbage(const char *transport, const char *listen_addr)
+{
+    st_listener *l;
+    if (st_listen(transport, listen_addr, NULL, &l) != ST_OK) {
+        CHECKF(0, "%s listen: %s", transport, st_errmsg());
+        return;
+    }
+    const char *addr = st_listener_addr(l);
+    int fd;
+    if (!strcmp(transport, "tcp")) {
+        struct sockaddr_in sa = {.sin_family = AF_INET};
+        inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+        sa.sin_port = htons((uint16_t)atoi(strrchr(addr, ':') + 1));
+        fd = socket(AF_INET, SOCK_STREAM, 0);
+        CHECK(connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0);
+    } else {
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+        memcpy(sa.sun_path, addr, strlen(addr));
+        sa.sun_path[0] = 0;
+        fd = socket(AF_UNIX, SOCK_STREAM, 0);
+        CHECK(connect(fd, (struct sockaddr *)&sa, (socklen_t)(offsetof(struct sockaddr_un, sun_path) + strlen(addr))) == 0);
+    }
+    uint8_t junk[64];
+    for (size_t i = 0; i < sizeof junk; i++)
+        junk[i] = (uint8_t)(i * 37 + 11);
+    CHECK(write(fd, junk, sizeof junk) == (ssize_t)sizeof junk);
+    st_link *k = NULL;
+    int rc = st_accept(l, 300, &k);
+    CHECKF(rc != ST_OK && k == NULL, "%s: garbage accepted as a link", transport);
+    close(fd);
+
+    conn_arg a = {transport, addr, NULL, 0};
+    pthread_t th;
+    pthread_create(&th, NULL, connector, &a);
+    rc = st_accept(l, 5000, &k);
+    pthread_join(th, NULL);
+    CHECKF(rc == ST_OK && a.rc == ST_OK, "%s: real peer after garbage: %s", transport, st_errmsg());
+    if (rc == ST_OK && a.rc == ST_OK) {
+        uint8_t b[16] = {0};
+        st_iov iov = {b, sizeof b, NULL}, none = {NULL, 5, NULL};
+        CHECK(st_link_send(a.link, &iov, 0, 0) == ST_EINVAL);
+        CHECK(st_link_send(a.link, &iov, ST_LINK_IOV_MAX + 1, 0) == ST_EINVAL);
+        CHECK(st_link_send(a.link, &none, 1, 0) == ST_EINVAL);
+        st_iov big = {b, ((size_t)1 << 30), NULL};
+        CHECK(st_link_send(a.link, &big, 1, 0) == ST_ERANGE);
+        st_msg m = {.seq = 7};
+        CHECK(st_link_recv(k, &m) == ST_EAGAIN);
+        CHECK(st_link_release(k, &m) == ST_EINVAL);
+        CHECK(st_link_error(k) == 0 && !strcmp(st_link_transport(k), transport));
+        st_link_close(a.link);
+        /* the survivor learns of the goodbye */
+        uint64_t end = st_now_ns() + 5000000000ull;
+        while (st_link_progress(k) == ST_OK && st_now_ns() < end)
+            st_link_wait(k, st_link_wait_prepare(k), 5);
+        CHECKF(st_link_error(k) == ST_ECONN, "%s: close not seen: %s", transport, st_strerror(st_link_error(k)));
+        CHECK(st_link_send(k, &iov, 1, 0) == ST_ECONN);
+        st_link_close(k);
+    }
+    st_listener_close(l);
+}
+
+int main(void)
+{
+    test_mr();
+    test_validation();
+    test_garbage("tcp", "127.0.0.1:0");
+    char addr[64];
+    snprintf(addr, sizeof addr, "@strait-endpoints-%d", (int)getpid());
+    test_garbage("shm", addr);
+    return test_done();
+}
