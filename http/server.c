@@ -207,7 +207,11 @@ int st_http_server_create(const st_http_server_config *cfg, st_http_server **out
 
     h2o_config_init(&srv->globalconf);
     srv->globalconf.server_name = h2o_iovec_init(H2O_STRLIT("strait"));
-    srv->globalconf.max_request_entity_size = srv->cfg.max_body_bytes;
+    /* h2o refuses bodies above its limit with a plain-text 413 before the
+     * handler runs; with room above ours, the usual case (a body somewhat
+     * too large) gets OpenAI's JSON error from the handler instead */
+    srv->globalconf.max_request_entity_size =
+        srv->cfg.max_body_bytes + ST_MIN(srv->cfg.max_body_bytes, (size_t)16 << 20);
     h2o_hostconf_t *host = h2o_config_register_host(&srv->globalconf, h2o_iovec_init(H2O_STRLIT("default")), 65535);
     h2o_pathconf_t *path = h2o_config_register_path(host, "/", 0);
     struct handler *h = (struct handler *)h2o_create_handler(path, sizeof *h);
@@ -322,6 +326,8 @@ void st_http_server_destroy(st_http_server *srv)
     }
     if (srv->wake_fd[1] >= 0)
         close(srv->wake_fd[1]);
+    if (srv->ssl)
+        SSL_CTX_free(srv->ssl); /* reference-counted: open TLS connections keep theirs */
     st_prompt_free(&srv->prompt);
     for (int i = 0; i < srv->n_keys; i++)
         free(srv->keys[i]);

@@ -40,7 +40,8 @@ typedef struct st_http_server_config {
     const char *const *api_keys;  /* (n_api_keys,) accepted bearer tokens */
     int n_api_keys;
     const char *api_key_file;     /* or a file of keys, one per line ('#' comments) */
-    size_t max_body_bytes;        /* request body limit (default 4 MiB): 413 above */
+    size_t max_body_bytes;        /* request body limit (default 4 MiB): 413 above (a JSON error up to
+                                     twice the limit, h2o's plain-text 413 beyond) */
     int max_queued_requests;      /* generations in flight at most (default 256): 503 above */
     int shutdown_grace_ms;        /* let in-flight requests finish this long on stop (default 0) */
     const char *model_name;       /* reported as "model" and by /v1/models (default "strait") */
