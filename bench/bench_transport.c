@@ -37,6 +37,8 @@ typedef struct bopts {
     int n_sizes;
     long count; /* 0: chosen per size */
     int json, poller;
+    int role;         /* 0: both ends here (fork); 1: server only; 2: client only */
+    const char *addr; /* --listen / --connect address */
     int cpus[2], n_cpus;
 } bopts;
 
@@ -51,7 +53,10 @@ static void usage(FILE *f)
 {
     fprintf(f, "usage: strait bench transport [--transport tcp|shm|tcp-baseline] [--size BYTES | --sizes B,B,...]\n"
                "                              [--count N] [--mode inline|poller] [--dataplane-cores C0[,C1]] [--json]\n"
-               "  sizes take K/M suffixes (KiB/MiB); default sweep 64 B .. 64 MiB\n");
+               "                              [--listen ADDR | --connect ADDR]\n"
+               "  sizes take K/M suffixes (KiB/MiB); default sweep 64 B .. 64 MiB\n"
+               "  --listen/--connect run one end each (two hosts or namespaces; same size options\n"
+               "  on both); the listening end prints the results\n");
 }
 
 static int parse_size(const char *s, size_t *out)
@@ -112,7 +117,8 @@ static int parse(int argc, char **argv, bopts *o)
         }
         if (strncmp(a, "--", 2) != 0 ||
             (strcmp(a, "--transport") && strcmp(a, "--size") && strcmp(a, "--sizes") && strcmp(a, "--count") &&
-             strcmp(a, "--mode") && strcmp(a, "--dataplane-cores"))) {
+             strcmp(a, "--mode") && strcmp(a, "--dataplane-cores") && strcmp(a, "--listen") &&
+             strcmp(a, "--connect"))) {
             fprintf(stderr, "strait bench transport: unknown option '%s'\n", a);
             usage(stderr);
             return 2;
@@ -138,6 +144,11 @@ static int parse(int argc, char **argv, bopts *o)
             if (end == v || *end || errno || n < 1 || n > 100000000)
                 return bad(a, v, "expected an integer 1 .. 1e8");
             o->count = n;
+        } else if (!strcmp(a, "--listen") || !strcmp(a, "--connect")) {
+            if (!*v || o->role)
+                return bad(a, v, "expected one address, and only one of --listen / --connect");
+            o->role = !strcmp(a, "--listen") ? 1 : 2;
+            o->addr = v;
         } else if (!strcmp(a, "--mode")) {
             if (strcmp(v, "inline") && strcmp(v, "poller"))
                 return bad(a, v, "expected inline or poller");
@@ -153,6 +164,8 @@ static int parse(int argc, char **argv, bopts *o)
             o->n_cpus = n;
         }
     }
+    if (o->role && !strcmp(o->transport, "tcp-baseline"))
+        return bad(o->role == 1 ? "--listen" : "--connect", o->addr, "not available for tcp-baseline");
     if (o->poller && !strcmp(o->transport, "tcp-baseline"))
         return bad("--mode", "poller", "the blocking-socket baseline has no polling core");
     return 0;
@@ -384,42 +397,53 @@ static double memcpy_gbps(size_t chunk)
 /* ---- driver -------------------------------------------------------------------------------------------- */
 static int bench_link(const bopts *o, result *res)
 {
-    char addr[96];
+    char addr[128];
     int is_shm = !strcmp(o->transport, "shm");
-    if (is_shm)
+    if (o->role)
+        snprintf(addr, sizeof addr, "%s", o->addr);
+    else if (is_shm)
         snprintf(addr, sizeof addr, "@strait-bench-%d", (int)getpid());
     else
         snprintf(addr, sizeof addr, "127.0.0.1:0");
     st_link_opts lo;
     st_link_opts_default(&lo);
-    st_listener *l;
-    if (st_listen(o->transport, addr, &lo, &l) != ST_OK) {
-        fprintf(stderr, "strait bench transport: %s\n", st_errmsg());
-        return 1;
+    st_listener *l = NULL;
+    if (o->role != 2) {
+        if (st_listen(o->transport, addr, &lo, &l) != ST_OK) {
+            fprintf(stderr, "strait bench transport: %s\n", st_errmsg());
+            return 1;
+        }
+        snprintf(addr, sizeof addr, "%s", st_listener_addr(l));
     }
-    snprintf(addr, sizeof addr, "%s", st_listener_addr(l));
     st_mr *mr;
     if (st_mr_alloc(MAX_SIZE, ST_MR_PREFAULT | ST_MR_HUGEPAGE, &mr) != ST_OK) {
         fprintf(stderr, "strait bench transport: %s\n", st_errmsg());
         return 1;
     }
     fflush(stdout);
-    pid_t pid = fork();
-    int child = pid == 0;
+    pid_t pid = o->role ? -1 : fork(); /* pid 0: the forked client */
+    int child = o->role == 2 || pid == 0, forked = pid == 0;
     ep e = {0};
     int rc;
     if (child) {
-        st_listener_close(l);
-        rc = st_connect(o->transport, addr, &lo, 10000, &e.k);
+        if (l)
+            st_listener_close(l);
+        l = NULL;
+        rc = st_connect(o->transport, addr, &lo, o->role ? 60000 : 10000, &e.k);
     } else {
-        rc = st_accept(l, 10000, &e.k);
+        rc = st_accept(l, o->role ? 600000 : 10000, &e.k);
     }
     if (rc) {
         fprintf(stderr, "strait bench transport: link set-up: %s\n", st_errmsg());
-        if (child)
+        if (forked)
             _exit(1);
-        kill(pid, SIGKILL);
-        waitpid(pid, NULL, 0);
+        if (pid > 0) {
+            kill(pid, SIGKILL);
+            waitpid(pid, NULL, 0);
+        }
+        if (l)
+            st_listener_close(l);
+        st_mr_free(mr);
         return 1;
     }
     int cpu = o->n_cpus ? o->cpus[child ? o->n_cpus - 1 : 0] : -1;
@@ -461,9 +485,12 @@ static int bench_link(const bopts *o, result *res)
         st_poller_stop(e.p);
     st_link_close(e.k);
     st_mr_free(mr);
-    if (child)
+    if (forked)
         _exit(rc ? 1 : 0);
-    st_listener_close(l);
+    if (l)
+        st_listener_close(l);
+    if (pid <= 0)
+        return rc ? 1 : 0;
     int status;
     waitpid(pid, &status, 0);
     return rc || !WIFEXITED(status) || WEXITSTATUS(status) ? 1 : 0;
@@ -531,6 +558,8 @@ int st_bench_transport_main(int argc, char **argv)
     rc = !strcmp(o.transport, "tcp-baseline") ? bench_baseline(&o, res) : bench_link(&o, res);
     if (rc)
         return 1;
+    if (o.role == 2)
+        return 0; /* the listening end reports */
     const char *mode = !strcmp(o.transport, "tcp-baseline") ? "blocking" : o.poller ? "poller" : "inline";
     printf("transport %s (%s), single-core memcpy %.2f GB/s (1 MiB chunks)\n", o.transport, mode, mc_1m);
     printf("%10s %9s %9s %9s %9s %10s %12s %s\n", "size", "p50 us", "p99 us", "p999 us", "GB/s", "msgs/s",
