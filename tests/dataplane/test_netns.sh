@@ -4,7 +4,9 @@
 # private test addresses that exist only inside the namespaces made here).
 # Needs root and iproute2 for the namespace part; skips (77) without them.
 # Everything is bounded by `timeout`; namespaces are removed on any exit.
-#   bash test_netns.sh path/to/strait   (the binary itself is not used)
+# When `strait bench transport` is linked in, its two ends also run across
+# the namespaces (--listen / --connect).
+#   bash test_netns.sh path/to/strait
 set -u
 conf="${ST_BINARY_DIR:-$(dirname "${1:-.}")}/tests/dataplane_test_conformance"
 if [ ! -x "$conf" ]; then
@@ -59,4 +61,27 @@ ip -n "$nsa" link set "$va" up
 ip -n "$nsb" link set "$vb" up
 set +e
 run_pair "ip netns exec $nsa" "ip netns exec $nsb" "10.199.$n.1:7411" || { echo "FAIL: across namespaces"; exit 1; }
+
+strait=${1:-}
+if [ -x "$strait" ] && ! "$strait" bench transport --help 2>&1 | grep -q "not available"; then
+    out=$(mktemp)
+    ip netns exec "$nsa" timeout 60 "$strait" bench transport --transport tcp --listen "10.199.$n.1:7412" \
+        --sizes 64,64K --count 200 --json >"$out" 2>&1 &
+    spid=$!
+    ip netns exec "$nsb" timeout 60 "$strait" bench transport --transport tcp --connect "10.199.$n.1:7412" \
+        --sizes 64,64K --count 200
+    crc=$?
+    wait $spid
+    src=$?
+    if [ $src -ne 0 ] || [ $crc -ne 0 ] || ! grep -q '^{"bench":"transport"' "$out"; then
+        echo "FAIL: bench transport across namespaces (server $src, client $crc)"
+        cat "$out"
+        rm -f "$out"
+        exit 1
+    fi
+    cat "$out"
+    rm -f "$out"
+else
+    echo "note: strait bench transport not linked in; skipped the benchmark across namespaces"
+fi
 echo "PASS: loopback and veth between namespaces"
