@@ -1,0 +1,61 @@
+/* Launchers of the CUDA kernels (the .cu files of kernels/cuda), called by the backend
+ * (cuda_backend.cu) and by the emulated tests. Every pointer is device
+ * memory; shapes in elements; each returns the launch's cudaError_t.
+ * Internal to kernels/cuda (C++). */
+#ifndef ST_CUDA_OPS_H
+#define ST_CUDA_OPS_H
+
+#include "kernels/cuda/launch.cuh"
+#include "kernels/tensor.h"
+
+#include <stdint.h>
+
+/* out (n, dim) = rmsnorm(x) * w per row. With `residual` non-NULL, first
+ * x += residual (written back to x: the residual stream) and the sum is
+ * normalised: the pre-norm residual add fused into the norm. out may
+ * equal x. */
+cudaError_t st_cu_rmsnorm(float *out, float *x, const float *residual, const float *w, int n, int dim, float eps,
+                          cudaStream_t s);
+
+/* x (n, n_heads * head_dim) rotated in place; pos (n,) positions;
+ * inv_freq (n_rot / 2,). style is st_rope_style. */
+cudaError_t st_cu_rope(float *x, int n, int n_heads, int head_dim, const int32_t *pos, const float *inv_freq,
+                       int n_rot, int style, cudaStream_t s);
+
+/* out (count,) = silu(gate) * up; out may equal gate. */
+cudaError_t st_cu_swiglu(float *out, const float *gate, const float *up, size_t count, cudaStream_t s);
+/* y (count,) += x */
+cudaError_t st_cu_add(float *y, const float *x, size_t count, cudaStream_t s);
+
+/* out (n, dim) = dequantized rows ids[i] of table (rows of `dim` elements
+ * of type t, `row_bytes` apart). ids must be in range (checked by the
+ * caller on the host). */
+cudaError_t st_cu_embed(float *out, const void *table, st_dtype t, size_t row_bytes, int dim, const int32_t *ids,
+                        int n, cudaStream_t s);
+
+/* y (n, rows) = x (n, cols) @ W^T (+ bias (rows,) if non-NULL), W rows of
+ * `cols` elements of type t (Q-types: cols % 32 == 0), row_bytes apart. */
+cudaError_t st_cu_matvec(float *y, const float *x, const void *W, st_dtype t, size_t row_bytes, int rows, int cols,
+                         const float *bias, int n, cudaStream_t s);
+
+/* Paged KV cache and attention. `meta` is one int32 array in device memory:
+ *   [0, n_tokens)              position of each row
+ *   [n_tokens, 2 n_tokens)     offset of the row's block table in `meta`
+ * followed by the block tables themselves (physical block ids). */
+typedef struct {
+    int n_tokens;
+    int block_size, n_kv_heads, head_dim;
+    int f16; /* storage: 1 = f16, 0 = f32 */
+    const int32_t *meta;
+} st_cu_paged;
+
+/* Store k, v (n_tokens, n_kv_heads * head_dim) into slot pos % block_size
+ * of block table[pos / block_size], layout [block][kv_head][slot][dim]. */
+cudaError_t st_cu_kv_write(void *K, void *V, const float *k, const float *v, const st_cu_paged *p, cudaStream_t s);
+/* out (n_tokens, n_heads * head_dim): causal attention of each row over
+ * positions [0, pos] of its sequence; GQA head h reads kv head
+ * h / (n_heads / n_kv_heads). head_dim <= 256. */
+cudaError_t st_cu_attention(float *out, const float *q, const void *K, const void *V, const st_cu_paged *p,
+                            int n_heads, float scale, cudaStream_t s);
+
+#endif
