@@ -29,7 +29,7 @@ void st_link_opts_default(st_link_opts *o)
     o->sq_depth = 4096;
     o->credits = 256;
     o->max_msg = ((size_t)64 << 20) + ((size_t)64 << 10);
-    o->rx_bytes = 2 * o->max_msg;
+    o->rx_bytes = 2 * o->max_msg + ((size_t)2 << 20);
     o->heartbeat_ms = 100;
     o->timeout_ms = 3000;
 }
@@ -42,7 +42,7 @@ int st_link_opts_check(const st_link_opts *in, st_link_opts *out)
     if (!out->sq_depth) out->sq_depth = d.sq_depth;
     if (!out->credits) out->credits = d.credits;
     if (!out->max_msg) out->max_msg = d.max_msg;
-    if (!out->rx_bytes) out->rx_bytes = ST_MAX(d.rx_bytes, 2 * out->max_msg);
+    if (!out->rx_bytes) out->rx_bytes = 2 * out->max_msg + ((size_t)2 << 20);
     if (!out->heartbeat_ms) out->heartbeat_ms = d.heartbeat_ms;
     if (!out->timeout_ms) out->timeout_ms = d.timeout_ms;
     if (out->sq_depth & (out->sq_depth - 1) || out->sq_depth > (1u << 20))
@@ -51,8 +51,11 @@ int st_link_opts_check(const st_link_opts *in, st_link_opts *out)
         return st_err(ST_EINVAL, "link: credits %u > 2^20", out->credits);
     if (out->max_msg > ((size_t)1 << 31))
         return st_err(ST_EINVAL, "link: max_msg %zu > 2 GiB", out->max_msg);
-    if (out->rx_bytes < out->max_msg + 4096)
-        return st_err(ST_EINVAL, "link: rx_bytes %zu cannot hold one max_msg (%zu)", out->rx_bytes, out->max_msg);
+    /* twice the largest record: a message that must wrap always fits once
+     * the ring has drained, whatever the position */
+    if (out->rx_bytes < 2 * (out->max_msg + 128) || out->rx_bytes > ((size_t)1 << 36))
+        return st_err(ST_EINVAL, "link: rx_bytes %zu must be at least 2 x (max_msg %zu + 128) and <= 64 GiB",
+                      out->rx_bytes, out->max_msg);
     if (out->timeout_ms < 2 * out->heartbeat_ms)
         return st_err(ST_EINVAL, "link: timeout_ms %u must be at least twice heartbeat_ms %u", out->timeout_ms,
                       out->heartbeat_ms);

@@ -42,6 +42,7 @@
 #define REC_MAGIC 0x52485353u
 #define REC_WRAP 1u
 #define CTL_SIZE 4096
+#define RESTART ((uint64_t)1 << 20) /* see tx_room */
 
 typedef struct ring_ctl {
     _Alignas(64) _Atomic uint64_t head;  /* producer: bytes published */
@@ -277,6 +278,12 @@ static int tx_room(shm_link *s, uint64_t need, uint64_t tail, uint64_t *pos)
 {
     uint64_t h = s->tx_head, off = h % s->area;
     uint64_t wrap = off + need > s->area ? s->area - off : 0;
+    /* When the consumer has released everything, start over at the front
+     * once past RESTART: a link that is not streaming then keeps reusing the
+     * same few pages (hot in cache, faulted in once) instead of walking the
+     * whole area and faulting fresh pages all the way. */
+    if (!wrap && tail == h && off >= RESTART && need <= off)
+        wrap = s->area - off;
     if (h + wrap + need - tail > s->area)
         return 0;
     if (wrap) {

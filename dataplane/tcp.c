@@ -244,7 +244,9 @@ static int tx(tcp_link *t, uint64_t now)
 static int ring_alloc(tcp_link *t, size_t len, uint64_t *pos)
 {
     uint64_t cap = t->rx_mr->len, need = ST_ALIGN_UP(len, 64), p = t->ring_head;
-    if (p % cap + need > cap)
+    /* wrap when it does not fit, and also when everything was released and
+     * we are past 1 MiB: an idle-ish link keeps reusing the same warm pages */
+    if (p % cap + need > cap || (t->ring_tail == p && p % cap >= ((uint64_t)1 << 20) && need <= p % cap))
         p += cap - p % cap;
     if (p + need - t->ring_tail > cap)
         return 0;

@@ -42,7 +42,8 @@ typedef struct st_link_opts {
     uint32_t sq_depth;     /* pending sends per link, power of two (default 4096) */
     uint32_t credits;      /* unreleased messages the receiver accepts (default 256) */
     size_t max_msg;        /* largest message in bytes (default 64 MiB + 64 KiB) */
-    size_t rx_bytes;       /* receive region per link, bytes (default 2 x max_msg) */
+    size_t rx_bytes;       /* receive region per link, bytes, >= 2 x (max_msg + 128)
+                              (default 2 x max_msg + 2 MiB); touched lazily */
     uint32_t heartbeat_ms; /* default 100 */
     uint32_t timeout_ms;   /* silent peer -> ST_ECONN (default 3000) */
 } st_link_opts;

@@ -445,6 +445,61 @@ static int inplace_child(st_link *k)
     return await_close(k, 10000);
 }
 
+/* small-ring: a receive region of ~2 MiB, messages up to 48 KiB, bursts
+ * of up to 24 in flight echoed back: the rings wrap many times, with and
+ * without draining in between */
+#define SR_N 3000
+#define SR_MAX (48 * 1024)
+static size_t sr_len(uint64_t i) { return 1 + (i * 2654435761u) % SR_MAX; }
+
+static void small_ring_parent(st_link *k)
+{
+    static uint8_t buf[24][SR_MAX];
+    uint64_t done = 0, sent = 0, got = 0;
+    while (got < SR_N) {
+        uint64_t burst = 1 + (sent * 7) % 24;
+        for (uint64_t j = 0; j < burst && sent < SR_N; j++, sent++) {
+            fill(buf[j], sr_len(sent), sent);
+            st_iov iov = {buf[j], sr_len(sent), NULL};
+            if (send_wait(k, &iov, 1, sent, &done, 10000) != ST_OK) {
+                CHECKF(0, "small-ring send %llu: %s", (unsigned long long)sent, st_errmsg());
+                return;
+            }
+        }
+        for (; got < sent; got++) {
+            st_msg m;
+            if (recv_wait(k, &m, 10000) != ST_OK) {
+                CHECKF(0, "small-ring echo %llu missing", (unsigned long long)got);
+                return;
+            }
+            CHECKF(m.len == sr_len(got) && verify(m.data, m.len, got), "small-ring echo %llu wrong",
+                   (unsigned long long)got);
+            st_link_release(k, &m);
+        }
+        CHECK(drain(k, &done, sent, 10000) == ST_OK); /* buffers are refilled next burst */
+    }
+}
+
+static int small_ring_child(st_link *k)
+{
+    static uint8_t copy[SR_MAX];
+    st_msg m;
+    uint64_t done = 0;
+    for (uint64_t i = 0; i < SR_N; i++) {
+        if (recv_wait(k, &m, 10000) != ST_OK)
+            return 90;
+        if (m.len != sr_len(i) || !verify(m.data, m.len, i))
+            return 91;
+        memcpy(copy, m.data, m.len);
+        st_iov iov = {copy, m.len, NULL};
+        st_link_release(k, &m);
+        uint64_t before = done;
+        if (send_wait(k, &iov, 1, i, &done, 10000) || drain(k, &done, before + 1, 10000))
+            return 92;
+    }
+    return await_close(k, 10000);
+}
+
 /* ---- peer death (fork mode only) ------------------------------------------------------ */
 #define DEATH_TIMEOUT_MS 400
 
@@ -540,6 +595,7 @@ typedef struct tcase {
     void (*parent_kill)(st_link *k, pid_t child); /* fork mode only */
     uint32_t credits, timeout_ms;
     int needs_drop; /* only where st_link_debug_drop is supported */
+    size_t max_msg; /* 0: default */
 } tcase;
 
 static const tcase cases[] = {
@@ -547,6 +603,7 @@ static const tcase cases[] = {
     {"inflight", inflight_parent, inflight_child, NULL, 0, 0, 0},
     {"flow-control", flow_parent, flow_child, NULL, FLOW_CREDITS, 0, 0},
     {"inplace", inplace_parent, inplace_child, NULL, 0, 0, 0},
+    {"small-ring", small_ring_parent, small_ring_child, NULL, 0, 0, 0, SR_MAX},
     {"corrupt-header", corrupt_parent, corrupt_child, NULL, 0, 0, 0},
     {"reconnect", reconnect_parent, reconnect_child, NULL, 64, 0, 1},
     {"killed-sender", NULL, stream_child, killed_sender_parent, 0, DEATH_TIMEOUT_MS, 0},
@@ -559,6 +616,10 @@ static void case_opts(const tcase *c, st_link_opts *o)
     st_link_opts_default(o);
     if (c->credits)
         o->credits = c->credits;
+    if (c->max_msg) {
+        o->max_msg = c->max_msg;
+        o->rx_bytes = 2 * (c->max_msg + 128);
+    }
     if (c->timeout_ms) {
         o->timeout_ms = c->timeout_ms;
         o->heartbeat_ms = c->timeout_ms / 8;

@@ -47,6 +47,9 @@ static void test_validation(void)
     st_link_opts_default(&o);
     o.heartbeat_ms = 100, o.timeout_ms = 150;
     CHECK(st_listen("tcp", "127.0.0.1:0", &o, &l) == ST_EINVAL && strstr(st_errmsg(), "timeout_ms"));
+    st_link_opts_default(&o);
+    o.max_msg = 1 << 20, o.rx_bytes = (1 << 20) + 4096;
+    CHECK(st_listen("tcp", "127.0.0.1:0", &o, &l) == ST_EINVAL && strstr(st_errmsg(), "rx_bytes"));
     CHECK(st_listen("tcp", "", NULL, &l) == ST_EINVAL);
     CHECK(st_listen("tcp", "127.0.0.1", NULL, &l) == ST_EINVAL);
     CHECK(st_listen("tcp", "127.0.0.1:99999", NULL, &l) == ST_EINVAL);
