@@ -460,7 +460,7 @@ int main(void)
     const char *path = ST_SOURCE_DIR "/tests/golden/qwen3-tiny";
     if (st_model_load(path, 0, -1, &model) != ST_OK)
         TEST_SKIP("tiny model %s not loadable: %s", path, st_errmsg());
-    be = st_backend_cpu_create(2);
+    be = st_backend_cpu_create(1); /* the tiny model gains nothing from more */
     st_log_set_level(ST_LOG_WARN);
     test_alone_matches_session();
     test_concurrent_equals_alone();

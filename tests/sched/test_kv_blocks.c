@@ -44,6 +44,7 @@ static void test_alloc_free(void)
     st_kv_blocks_get_stats(kb, &s);
     CHECK(s.n_free == 8 && s.n_used == 0 && s.n_cached == 0); /* nothing committed: nothing cached */
     CHECK(counts_add_up(kb));
+    st_kv_blocks_destroy(kb);
     CHECK(st_kv_blocks_create(0, 16, 1, &kb) == ST_EINVAL && !kb);
     CHECK(st_kv_blocks_create(4, 0, 1, &kb) == ST_EINVAL);
     CHECK(st_kv_blocks_create(1, 16, 1, &kb) == ST_OK);
