@@ -1,7 +1,7 @@
 /* TCP transport: framing, non-blocking I/O, acknowledgements, credits,
  * heartbeats and liveness (connection set-up lives in tcp_conn.c).
  *
- * Sending writes frame headers and the caller's pieces with one writev per
+ * Sending writes frame headers and the caller's pieces with one sendmsg per
  * batch of messages, straight from the caller's memory: no copy. Receiving
  * reads in 64 KiB bites into a staging buffer; a payload's first bytes are
  * copied from there into the receive region, and the rest of a large
@@ -208,7 +208,8 @@ static int tx(tcp_link *t, uint64_t now)
         int n = gather(t, v, &limit);
         if (n == 0)
             return ST_OK;
-        ssize_t w = writev(t->fd, v, n);
+        struct msghdr mh = {.msg_iov = v, .msg_iovlen = (size_t)n};
+        ssize_t w = sendmsg(t->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT); /* writev that cannot raise SIGPIPE */
         if (w < 0) {
             if (errno == EAGAIN || errno == EINTR)
                 return ST_OK;

@@ -12,6 +12,7 @@
 #include <pthread.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static void test_mr(void)
@@ -145,6 +146,52 @@ static void test_garbage(const char *transport, const char *listen_addr)
     st_listener_close(l);
 }
 
+/* A peer process that vanishes while we write: the link fails with ECONN
+ * in bounded time, and the library never raises SIGPIPE (this test leaves
+ * SIGPIPE at its default, which would kill it). */
+static void test_no_sigpipe(void)
+{
+    st_link_opts o;
+    st_link_opts_default(&o);
+    o.timeout_ms = 400, o.heartbeat_ms = 50;
+    st_listener *l;
+    if (st_listen("tcp", "127.0.0.1:0", &o, &l) != ST_OK) {
+        CHECKF(0, "listen: %s", st_errmsg());
+        return;
+    }
+    fflush(stderr);
+    pid_t pid = fork();
+    if (pid == 0) {
+        st_link *c;
+        _exit(st_connect("tcp", st_listener_addr(l), &o, 5000, &c) == ST_OK ? 0 : 1); /* no goodbye */
+    }
+    st_link *k = NULL;
+    CHECK(st_accept(l, 5000, &k) == ST_OK);
+    int status;
+    waitpid(pid, &status, 0);
+    if (!k) {
+        st_listener_close(l);
+        return;
+    }
+    static uint8_t big[1 << 20];
+    st_iov iov = {big, sizeof big, NULL};
+    uint64_t t0 = st_now_ns();
+    int rc = ST_OK;
+    while (st_now_ns() - t0 < 10000000000ull) {
+        rc = st_link_send(k, &iov, 1, 0);
+        if (rc != ST_OK && rc != ST_EAGAIN)
+            break;
+        if ((rc = st_link_progress(k)) != ST_OK)
+            break;
+        st_completion c[16];
+        st_link_poll_cq(k, c, 16);
+    }
+    CHECKF(rc == ST_ECONN, "vanished peer: %s", st_strerror(rc));
+    CHECKF(st_now_ns() - t0 < 3000000000ull, "vanished peer noticed after %.0f ms", (double)(st_now_ns() - t0) / 1e6);
+    st_link_close(k);
+    st_listener_close(l);
+}
+
 int main(void)
 {
     test_mr();
@@ -153,5 +200,6 @@ int main(void)
     char addr[64];
     snprintf(addr, sizeof addr, "@strait-endpoints-%d", (int)getpid());
     test_garbage("shm", addr);
+    test_no_sigpipe();
     return test_done();
 }
