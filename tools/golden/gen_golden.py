@@ -21,6 +21,9 @@ import sys
 
 import numpy as np
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import hf_reference  # noqa: E402
+
 K_DEFAULT = 16
 GGML_TYPE_F32 = 0
 
@@ -105,27 +108,38 @@ def llama_cpp_version():
     return f"llama-cpp-python {llama_cpp.__version__} (vendored llama.cpp 0c1e57098)"
 
 
-def make_one(llm, model_name, out, prompt_ids, n_gen, k, comments, hf_dir=None):
+def make_one(llm, model_name, out, prompt_ids, n_gen, k, comments, check=None):
+    """check: optional (label, fn(seq) -> float64 logits (len(seq), vocab)), an independent
+    forward pass that every row must agree with."""
     rows, greedy = run(llm, prompt_ids, n_gen)
     comments = list(comments)
     comments.append(f"reference: {llama_cpp_version()}, 1 thread, F32 KV cache, no flash attn")
-    if hf_dir is not None:
-        # Independent check: the HF-semantics NumPy forward pass on the committed safetensors
-        # must agree with llama.cpp on the GGUF for every row (prompt and decode rows).
-        sys.path.insert(0, HERE)
-        import hf_reference
+    if check is not None:
+        label, fn = check
         seq = list(prompt_ids) + greedy[:-1]
-        ref = hf_reference.forward(hf_dir, seq)
+        ref = fn(seq)
         diff = np.abs(ref - rows.astype(np.float64)).max()
         lse_diff = max(abs(hf_reference.logsumexp(ref[i]) - lse(rows[i])) for i in range(len(seq)))
-        comments.append(f"check: NumPy HF reference on {os.path.basename(hf_dir)}/model.safetensors"
+        comments.append(f"check: NumPy float64 HF-semantics forward pass ({label})"
                         f" max|dlogit| {diff:.2e}, max|dlse| {lse_diff:.2e}")
         if diff > 1e-2:
-            raise SystemExit(f"{out}: llama.cpp and the HF reference disagree (max diff {diff})")
+            raise SystemExit(f"{out}: llama.cpp and the NumPy reference disagree (max diff {diff})")
     write_golden(out, model_name, rows.shape[1], prompt_ids, greedy, rows, k, comments)
     print(f"{out}: prompt {len(prompt_ids)}, greedy {len(greedy)}, rows {rows.shape[0]},"
           f" {os.path.getsize(out)} bytes")
     return rows, greedy
+
+
+def hf_dir_check(hf_dir):
+    return (f"on {os.path.basename(hf_dir)}/model.safetensors",
+            lambda seq: hf_reference.forward(hf_dir, seq))
+
+
+def gguf_check(path):
+    import check_golden
+    cfg, W = check_golden.gguf_to_hf(path)
+    return (f"on {os.path.basename(path)}, Q/K un-permuted",
+            lambda seq: hf_reference.forward_weights(cfg, W, seq))
 
 
 def gen_all(smol, tiny_dir, n_gen, k):
@@ -137,13 +151,29 @@ def gen_all(smol, tiny_dir, n_gen, k):
         ("long", LONG_TEXT, None),
         ("chat", chat_prompt(llm, "Name three primary colors."), "chat"),
     ]
+    smol_ids = {}
     for tag, text, kind in prompts:
         # add_bos=True means "add what the vocab asks for": SmolLM2 sets add_bos_token=false,
         # so no BOS is prepended; the chat prompt starts with <|im_start|> (id 1) by itself.
         ids = llm.tokenize(text.encode(), add_bos=True, special=kind == "chat")
+        smol_ids[tag] = (ids, text)
         out = os.path.join(GOLDEN, f"smollm2-135m-q4_1-{tag}.txt")
         make_one(llm, name, out, ids, n_gen, k, [f"prompt text: {text}"])
     del llm
+    # --- the same weights dequantized to F32: llama.cpp in float, no 8-bit activations
+    import dequant_gguf
+    f32 = os.path.join(tiny_dir, "smollm2-135m-q4_1-dequant-f32.gguf")
+    if not os.path.exists(f32):
+        os.makedirs(tiny_dir, exist_ok=True)
+        dequant_gguf.dequantize_gguf(smol, f32)
+    llm = load(f32, 512)
+    check = gguf_check(f32)
+    for tag, (ids, text) in smol_ids.items():
+        out = os.path.join(GOLDEN, f"smollm2-135m-q4_1-exact-{tag}.txt")
+        make_one(llm, os.path.basename(f32), out, ids, n_gen, k,
+                 [f"prompt text: {text}", f"weights: {name} dequantized to F32 by dequant_gguf.py"],
+                 check=check)
+    del llm, check
     # --- tiny random-weight models: random prompt ids, checked against the NumPy reference
     for model in ("qwen3-tiny", "llama-tiny", "qwen2-tiny"):
         gg = os.path.join(tiny_dir, model + ".gguf")
@@ -157,7 +187,7 @@ def gen_all(smol, tiny_dir, n_gen, k):
             out = os.path.join(GOLDEN, f"{model}-{tag}.txt")
             make_one(llm, model, out, ids, n_gen, k,
                      [f"random prompt ids, numpy default_rng(1234), GGUF from make_tiny_models.py"],
-                     hf_dir=os.path.join(GOLDEN, model))
+                     check=hf_dir_check(os.path.join(GOLDEN, model)))
         del llm
 
 
@@ -190,7 +220,8 @@ def main():
         ids, note = llm.tokenize(a.text.encode(), add_bos=True, special=False), f"prompt text: {a.text}"
     else:
         ap.error("one of --ids, --text, --chat is required")
-    make_one(llm, os.path.basename(a.model), a.out, ids, a.n_gen, a.k, [note], hf_dir=a.hf_dir)
+    make_one(llm, os.path.basename(a.model), a.out, ids, a.n_gen, a.k, [note],
+             check=hf_dir_check(a.hf_dir) if a.hf_dir else None)
 
 
 if __name__ == "__main__":

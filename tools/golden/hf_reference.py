@@ -84,7 +84,11 @@ def forward(model_dir, ids):
     """Logits (T, vocab) float64 for token ids `ids` at positions 0..T-1."""
     with open(f"{model_dir}/config.json") as f:
         cfg = json.load(f)
-    W = read_safetensors(f"{model_dir}/model.safetensors")
+    return forward_weights(cfg, read_safetensors(f"{model_dir}/model.safetensors"), ids)
+
+
+def forward_weights(cfg, W, ids):
+    """Same, from an HF config dict and {HF tensor name: ndarray} in HF layout."""
     mt = cfg["model_type"]
     d = cfg["hidden_size"]
     nh = cfg["num_attention_heads"]
