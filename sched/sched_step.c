@@ -70,7 +70,8 @@ static void drain_inbox(st_batcher *b)
         b->abort_work = st_xrealloc(b->abort_work, (size_t)b->cap_abort_work * sizeof(uint64_t));
     }
     n_aborts = b->n_aborts;
-    memcpy(b->abort_work, b->aborts, (size_t)n_aborts * sizeof(uint64_t));
+    if (n_aborts)
+        memcpy(b->abort_work, b->aborts, (size_t)n_aborts * sizeof(uint64_t));
     b->n_aborts = 0;
     pthread_mutex_unlock(&b->mu);
 

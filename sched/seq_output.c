@@ -193,8 +193,10 @@ static void emit(st_batcher *b, seq *s, int32_t token, float logprob, const st_t
                                .n_cached = s->n_cached};
         s->req.cb(&ev, s->req.user);
     }
-    memmove(s->held, s->held + n_text, s->n_held - n_text);
-    s->n_held -= n_text;
+    if (n_text) {
+        memmove(s->held, s->held + n_text, s->n_held - n_text);
+        s->n_held -= n_text;
+    }
 }
 
 void seq_emit_final(st_batcher *b, seq *s, st_finish_reason why, const char *error)
