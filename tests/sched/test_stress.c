@@ -78,12 +78,17 @@ int main(void)
         for (int k = 0; k < q->n_prompt; k++)
             q->prompt[k] = (int32_t)(bu_rand(&rng) % 64); /* small alphabet: some prefix hits */
         bu_result_init(&q->r);
+        /* keep at most 48 in flight, so that aborts find requests in every state */
+        pthread_mutex_lock(&mu);
+        while (i - n_done >= 48)
+            pthread_cond_wait(&cv, &mu);
+        pthread_mutex_unlock(&mu);
         st_request r = make_request(q, on_event, &q->r);
         CHECK(st_batcher_submit(b, &r, &q->id) == ST_OK);
         /* abort a random earlier request now and then (it may be waiting,
          * running or already finished) */
         if (bu_rand(&rng) % 6 == 0) {
-            st_batcher_abort(b, reqs[i - (int)(bu_rand(&rng) % (uint64_t)ST_MIN(i + 1, 20))].id);
+            st_batcher_abort(b, reqs[i - (int)(bu_rand(&rng) % (uint64_t)ST_MIN(i + 1, 40))].id);
             n_aborted_sent++;
         }
     }
