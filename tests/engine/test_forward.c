@@ -8,6 +8,7 @@
  * model. */
 #include <stdint.h>
 
+#include "common/st_common.h"
 #include "engine/forward.h"
 #include "engine/session.h"
 #include "kernels/backend.h"
