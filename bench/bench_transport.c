@@ -175,26 +175,30 @@ static long pp_count(const bopts *o, size_t s) { return o->count ? o->count : ST
 static long tp_count(const bopts *o, size_t s) { return o->count ? o->count : ST_MAX(16L, ST_MIN(200000L, (long)((1024u << 20) / s))); }
 
 /* ---- endpoints: a link driven inline or through a polling core -----------------------------------
- * Waiting loops spin for SPIN_NS, then yield the CPU on every empty turn:
- * on a machine with a core per process the spin covers a round trip, and on
- * a busy one the yield keeps a spinning process from holding the core its
- * peer needs. */
+ * Waiting loops spin for SPIN_NS, then block in the transport's wait
+ * (epoll / futex, woken by the peer) or, behind a polling core, yield: on a
+ * machine with a core per process the spin covers a round trip, and on a
+ * busy one a waiting process does not hold the core its peer needs. */
 #define SPIN_NS 30000ull
-
-static void backoff(uint64_t *since)
-{
-    uint64_t now = st_now_ns();
-    if (!*since)
-        *since = now;
-    else if (now - *since > SPIN_NS)
-        sched_yield();
-}
 
 typedef struct ep {
     st_link *k;
     st_poller *p;
     long pending; /* sends not yet completed */
 } ep;
+
+static void backoff(ep *e, uint64_t *since)
+{
+    uint64_t now = st_now_ns();
+    if (!*since)
+        *since = now;
+    else if (now - *since > SPIN_NS) {
+        if (e->p)
+            sched_yield();
+        else
+            st_link_wait(e->k, st_link_wait_prepare(e->k), 1);
+    }
+}
 
 static int ep_send(ep *e, const void *buf, size_t n)
 {
@@ -214,7 +218,8 @@ static int ep_send(ep *e, const void *buf, size_t n)
             return rc;
         int got = e->p ? st_poller_poll_cq(e->p, c, 64) : st_link_poll_cq(e->k, c, 64);
         e->pending -= got;
-        backoff(&since);
+        if (!got)
+            backoff(e, &since);
     }
 }
 
@@ -226,11 +231,15 @@ static int ep_recv(ep *e, st_msg *m)
         int rc = e->p ? st_poller_recv(e->p, m) : st_link_recv(e->k, m);
         if (rc != ST_EAGAIN)
             return rc;
-        if (!e->p && (rc = st_link_progress(e->k)) != ST_OK)
-            return st_link_recv(e->k, m) == ST_OK ? ST_OK : rc;
+        if (!e->p) {
+            if ((rc = st_link_progress(e->k)) != ST_OK)
+                return st_link_recv(e->k, m) == ST_OK ? ST_OK : rc;
+            if ((rc = st_link_recv(e->k, m)) != ST_EAGAIN) /* before backing off */
+                return rc;
+        }
         if ((n & 63) == 0) /* keep completions reaped while waiting */
             e->pending -= e->p ? st_poller_poll_cq(e->p, c, 64) : st_link_poll_cq(e->k, c, 64);
-        backoff(&since);
+        backoff(e, &since);
     }
 }
 

@@ -14,7 +14,7 @@
  * Flow control: the receiver grants `credits` messages (in its control
  * block); a sender never publishes message seq >= released + credits, and
  * never overwrites unreleased bytes. Wake-up: a consumer about to sleep
- * raises `waiters` and futex-waits on the doorbell; producers (and releases,
+ * raises `waiters` and futex-waits on the doorbell of its receive ring; producers (and releases,
  * which free space) bump the doorbell and wake it. Liveness: each side
  * stamps its ring every heartbeat; the unix socket stays open so a dead
  * peer is seen at once (EOF), a stalled one after timeout_ms. */
@@ -50,7 +50,9 @@ typedef struct ring_ctl {
     _Atomic uint64_t released;           /* consumer: messages released */
     uint32_t credits;                    /* consumer grants, set at handshake */
     _Alignas(64) _Atomic uint32_t doorbell;
-    _Atomic uint32_t waiters;
+    _Atomic uint32_t waiters;    /* this ring's consumer sleeps on this doorbell */
+    _Atomic uint32_t space_wait; /* this ring's producer sleeps (on its own receive
+                                    ring's doorbell) until space or credits free up */
     _Alignas(64) _Atomic uint64_t stamp_ns; /* producer's last sign of life */
     _Atomic uint32_t closed;                /* producer said goodbye */
 } ring_ctl;
@@ -80,6 +82,7 @@ typedef struct shm_link {
     uint64_t *rel_end;   /* per delivered message: ring position after it (credits entries) */
     uint64_t delivered, released, rx_seq;
     uint64_t last_stamp_ns, peer_stamp, peer_seen_ns, last_sock_check_ns;
+    uint64_t seen_tail, seen_released; /* the consumer's progress at our last transmit pass */
 } shm_link;
 
 typedef struct shm_listener {
@@ -92,13 +95,18 @@ static long futex(_Atomic uint32_t *addr, int op, uint32_t val, const struct tim
     return syscall(SYS_futex, (uint32_t *)addr, op, val, ts, NULL, 0);
 }
 
+static void bell(ring_ctl *c)
+{
+    atomic_fetch_add(&c->doorbell, 1);
+    futex(&c->doorbell, FUTEX_WAKE, 1, NULL);
+}
+
+/* After publishing into `c`: wake its consumer if it sleeps. */
 static void ring_bell(ring_ctl *c)
 {
     atomic_thread_fence(memory_order_seq_cst);
-    if (atomic_load(&c->waiters)) {
-        atomic_fetch_add(&c->doorbell, 1);
-        futex(&c->doorbell, FUTEX_WAKE, 1, NULL);
-    }
+    if (atomic_load(&c->waiters))
+        bell(c);
 }
 
 static int unix_addr(const char *addr, struct sockaddr_un *sa, socklen_t *len)
@@ -333,8 +341,9 @@ static int shm_progress(st_link *k)
     }
     if (atomic_load_explicit(&s->rx->closed, memory_order_acquire))
         return st_link_fail(k, ST_ECONN, "peer closed the link");
-    uint64_t credit_end = atomic_load_explicit(&s->tx->released, memory_order_acquire) + s->tx->credits;
-    uint64_t tail = atomic_load_explicit(&s->tx->tail, memory_order_acquire);
+    s->seen_released = atomic_load_explicit(&s->tx->released, memory_order_acquire);
+    uint64_t credit_end = s->seen_released + s->tx->credits;
+    uint64_t tail = s->seen_tail = atomic_load_explicit(&s->tx->tail, memory_order_acquire);
     uint64_t seq = k->sq_acked, published = 0;
     for (; seq < k->sq_tail && seq < credit_end; seq++) {
         st_sq_entry *e = st_sq_at(k, seq);
@@ -405,30 +414,32 @@ static int shm_recv(st_link *k, st_msg *out)
             return k->err ? st_err(k->err, "shm link: %s", k->errmsg) : ST_EAGAIN;
         uint64_t off = s->rx_pos % s->area;
         const rec_hdr *r = (const rec_hdr *)(s->rx_area + off);
+        rec_hdr h; /* one snapshot: the peer could rewrite shared memory after we checked it */
+        memcpy(&h, r, sizeof h);
         uint64_t avail = head - s->rx_pos;
-        if (avail < sizeof *r || r->magic != REC_MAGIC || r->crc != st_crc32c(0, &r->len, 24)) {
+        if (avail < sizeof h || h.magic != REC_MAGIC || h.crc != st_crc32c(0, &h.len, 24)) {
             k->stats.frames_rejected++;
             return st_link_fail(k, ST_EPROTO, "corrupt record header in the shared ring");
         }
-        if (r->flags & REC_WRAP) {
+        if (h.flags & REC_WRAP) {
             s->rx_pos += s->area - off;
             continue;
         }
-        uint64_t need = sizeof *r + ST_ALIGN_UP(r->len, 64);
-        if (r->len == 0 || r->len > k->opts.max_msg || need > avail || off + need > s->area || r->seq != s->rx_seq) {
+        uint64_t need = sizeof h + ST_ALIGN_UP(h.len, 64);
+        if (h.len == 0 || h.len > k->opts.max_msg || need > avail || off + need > s->area || h.seq != s->rx_seq) {
             k->stats.frames_rejected++;
             return st_link_fail(k, ST_EPROTO, "malformed record (len %llu, seq %llu) in the shared ring",
-                                (unsigned long long)r->len, (unsigned long long)r->seq);
+                                (unsigned long long)h.len, (unsigned long long)h.seq);
         }
         out->data = (const uint8_t *)(r + 1);
-        out->len = r->len;
-        out->seq = r->seq;
+        out->len = h.len;
+        out->seq = h.seq;
         s->rx_pos += need;
         s->rel_end[s->delivered % k->opts.credits] = s->rx_pos;
         s->delivered++;
         s->rx_seq++;
         k->stats.msgs_rx++;
-        k->stats.bytes_rx += r->len;
+        k->stats.bytes_rx += h.len;
         return ST_OK;
     }
 }
@@ -442,40 +453,45 @@ static int shm_release(st_link *k, const st_msg *m)
     atomic_store_explicit(&s->rx->tail, s->rel_end[s->released % k->opts.credits], memory_order_release);
     s->released++;
     atomic_store_explicit(&s->rx->released, s->released, memory_order_release);
-    ring_bell(s->rx); /* a sender waiting for space or credits */
+    /* a producer waiting for space or credits sleeps on its receive ring,
+     * which is our transmit ring */
+    atomic_thread_fence(memory_order_seq_cst);
+    if (atomic_load(&s->rx->space_wait))
+        bell(s->tx);
     return ST_OK;
 }
 
 /* ---- blocking ------------------------------------------------------------------------------ */
-/* One doorbell per ring serves both directions of waiting: a consumer waits
- * for data on its rx ring, a producer for space on its tx ring; so a
- * sleeping side listens on both by sleeping on rx and having releases of its
- * tx ring ring that same bell. We use the rx ring's bell: peers publishing
- * to it ring it; our own st_link_wake rings it; the peer's releases of our
- * tx ring ring the tx ring's bell, so we cap the sleep at 1 ms while sends
- * wait for space. */
+/* A side sleeps on the doorbell of its receive ring. Its peer rings it
+ * after publishing there (when `waiters` is up) and after releasing space in
+ * the other ring (when `space_wait` is up: sends are queued for lack of
+ * room or credits); st_link_wake rings it from this process. The ticket
+ * (doorbell value read after raising the flags) makes a ring between
+ * prepare and wait return at once instead of being lost. */
 static uint64_t shm_wait_prepare(st_link *k)
 {
     shm_link *s = (shm_link *)k;
     atomic_store(&s->rx->waiters, 1);
-    atomic_store(&s->tx->waiters, 1);
+    if (k->sq_acked < k->sq_tail)
+        atomic_store(&s->tx->space_wait, 1);
     return atomic_load(&s->rx->doorbell);
 }
 
 static int shm_wait(st_link *k, uint64_t ticket, int timeout_ms)
 {
     shm_link *s = (shm_link *)k;
-    int ms = (int)k->opts.heartbeat_ms / 4 + 1;
-    if (k->sq_acked < k->sq_tail)
-        ms = 1;
+    int ms = (int)k->opts.heartbeat_ms / 4 + 1; /* liveness stamps keep going while idle */
     if (timeout_ms >= 0 && timeout_ms < ms)
         ms = timeout_ms;
-    if (atomic_load(&s->rx->head) == s->rx_pos || s->delivered - s->released >= k->opts.credits) {
+    int data = atomic_load(&s->rx->head) != s->rx_pos && s->delivered - s->released < k->opts.credits;
+    int room = k->sq_acked < k->sq_tail && (atomic_load(&s->tx->tail) != s->seen_tail ||
+                                           atomic_load(&s->tx->released) != s->seen_released);
+    if (!data && !room) {
         struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
         futex(&s->rx->doorbell, FUTEX_WAIT, (uint32_t)ticket, &ts);
     }
     atomic_store(&s->rx->waiters, 0);
-    atomic_store(&s->tx->waiters, 0);
+    atomic_store(&s->tx->space_wait, 0);
     return ST_OK;
 }
 

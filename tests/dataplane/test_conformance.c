@@ -83,10 +83,10 @@ static int recv_wait(st_link *k, st_msg *m, int timeout_ms)
         if (rc != ST_EAGAIN)
             return rc;
         rc = st_link_progress(k);
-        if (rc && st_link_recv(k, m) != ST_OK)
-            return rc;
-        if (rc)
+        if (st_link_recv(k, m) == ST_OK)
             return ST_OK;
+        if (rc)
+            return rc;
         if (st_now_ns() > end)
             return ST_ETIMEDOUT;
         idle(k, &spins);
