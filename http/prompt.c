@@ -60,6 +60,10 @@ static int encode(const st_tokenizer *tok, const char *text, size_t len, int add
         free(buf);
         return n;
     }
+    if (off && n > 0 && buf[1] == buf[0]) { /* the text already began with BOS */
+        memmove(buf, buf + 1, sizeof(int32_t) * (size_t)n);
+        off = 0;
+    }
     *ids = buf;
     *n_ids = n + off;
     return ST_OK;

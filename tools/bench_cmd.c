@@ -30,6 +30,7 @@ static const char engine_usage[] =
     "  -n, --n-gen N           decode tokens (default 128)\n"
     "  -r, --reps N            repetitions, best and mean reported (default 3)\n"
     "  -t, --threads N         (default: all cores)\n"
+    "      --device D          auto | cpu | cuda | cuda:N (default auto)\n"
     "      --json              also print one JSON line\n"
     "      --llama-bench PATH  run llama.cpp's llama-bench on the same GGUF with the\n"
     "                          same settings in this run and report the ratios\n";
@@ -75,9 +76,9 @@ static int bench_engine(int argc, char **argv)
 {
     static const struct option lo[] = {
         {"model", 1, 0, 'm'}, {"n-prompt", 1, 0, 'p'}, {"n-gen", 1, 0, 'n'}, {"reps", 1, 0, 'r'},
-        {"threads", 1, 0, 't'}, {"json", 0, 0, 'J'}, {"llama-bench", 1, 0, 'L'}, {"help", 0, 0, 'h'},
+        {"threads", 1, 0, 't'}, {"json", 0, 0, 'J'}, {"llama-bench", 1, 0, 'L'}, {"device", 1, 0, 'D'}, {"help", 0, 0, 'h'},
         {0, 0, 0, 0}};
-    const char *V = "bench engine", *ref = NULL, *llama = NULL;
+    const char *V = "bench engine", *ref = NULL, *llama = NULL, *device = NULL;
     st_bench_engine_opts o = {.n_prompt = 512, .n_gen = 128, .reps = 3, .threads = 0, .seed = 42};
     int json = 0, c, bad = 0;
     opterr = 0;
@@ -91,6 +92,7 @@ static int bench_engine(int argc, char **argv)
         case 't': bad = st_opt_int(V, "threads", optarg, 0, 1024, &o.threads); break;
         case 'J': json = 1; break;
         case 'L': llama = optarg; break;
+        case 'D': device = optarg; break;
         case 'h': fputs(engine_usage, stdout); return 0;
         case ':': return st_cli_missing_value(V, argv, optopt);
         default: return st_cli_unknown_option(V, argv, optopt);
@@ -101,7 +103,7 @@ static int bench_engine(int argc, char **argv)
     if (optind < argc)
         return st_cli_extra_arg(V, argv[optind]);
     st_cli_model cm;
-    int rc = st_cli_load_model(V, ref, o.threads, &cm);
+    int rc = st_cli_load_model(V, ref, device, o.threads, &cm);
     if (rc)
         return rc;
     o.threads = cm.backend->n_threads;

@@ -10,6 +10,7 @@ static const char usage[] =
     "usage: strait [--version] [--help] VERB [ARGS]\n"
     "\n"
     "Verbs:\n"
+    "  run        serve a model: continuous batching + OpenAI-compatible API\n"
     "  generate   generate text from a prompt on this machine\n"
     "  tokenize   print the token ids of stdin (--decode: the reverse)\n"
     "  inspect    print a model file's architecture, dims and tensors\n"
@@ -28,7 +29,7 @@ typedef struct {
 int st_cli_main(int argc, char **argv)
 {
     static const verb verbs[] = {
-        {"generate", st_cmd_generate}, {"tokenize", st_cmd_tokenize}, {"inspect", st_cmd_inspect},
+        {"run", st_cmd_run},           {"generate", st_cmd_generate}, {"tokenize", st_cmd_tokenize}, {"inspect", st_cmd_inspect},
         {"models", st_cmd_models},     {"bench", st_cmd_bench},
     };
     if (argc < 2) {

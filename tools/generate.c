@@ -36,16 +36,17 @@ static const char usage[] =
     "      --seed S               RNG seed (default: from the clock; printed with -v)\n"
     "  -c, --ctx N                context to reserve (default: min(model's, 4096))\n"
     "  -t, --threads N            CPU threads (default: all cores)\n"
+    "      --device D             auto | cpu | cuda | cuda:N (default auto)\n"
     "      --stats                print timings to stderr at the end\n"
     "  -v, --verbose              debug logging\n"
     "  -h, --help                 this help\n";
 
 enum {
-    O_CHAT = 256, O_SYSTEM, O_NOTHINK, O_TEMP, O_TOPK, O_TOPP, O_MINP, O_REP, O_PRES, O_FREQ, O_SEED, O_STATS,
+    O_CHAT = 256, O_DEVICE, O_SYSTEM, O_NOTHINK, O_TEMP, O_TOPK, O_TOPP, O_MINP, O_REP, O_PRES, O_FREQ, O_SEED, O_STATS,
 };
 
 typedef struct {
-    const char *model, *prompt, *system;
+    const char *model, *prompt, *system, *device;
     int n_predict, chat, think, ctx, threads, stats;
     st_sampling sp;
 } gen_opts;
@@ -58,7 +59,7 @@ static int parse(int argc, char **argv, gen_opts *o)
         {"temperature", 1, 0, O_TEMP}, {"top-k", 1, 0, O_TOPK},     {"top-p", 1, 0, O_TOPP},
         {"min-p", 1, 0, O_MINP},    {"repeat-penalty", 1, 0, O_REP}, {"presence-penalty", 1, 0, O_PRES},
         {"frequency-penalty", 1, 0, O_FREQ}, {"seed", 1, 0, O_SEED}, {"ctx", 1, 0, 'c'},
-        {"threads", 1, 0, 't'},     {"stats", 0, 0, O_STATS},        {"verbose", 0, 0, 'v'},
+        {"threads", 1, 0, 't'},     {"device", 1, 0, O_DEVICE},     {"stats", 0, 0, O_STATS},        {"verbose", 0, 0, 'v'},
         {"help", 0, 0, 'h'},        {0, 0, 0, 0},
     };
     const char *V = "generate";
@@ -80,6 +81,7 @@ static int parse(int argc, char **argv, gen_opts *o)
         case 't': bad = st_opt_int(V, "threads", optarg, 0, 1024, &o->threads); break;
         case 'v': st_log_set_level(ST_LOG_DEBUG); break;
         case O_CHAT: o->chat = 1; break;
+        case O_DEVICE: o->device = optarg; break;
         case O_SYSTEM: o->system = optarg; break;
         case O_NOTHINK: o->think = 0; break;
         case O_STATS: o->stats = 1; break;
@@ -283,7 +285,7 @@ int st_cmd_generate(int argc, char **argv)
         return st_opt_usage_error("generate", "a prompt is required (-p TEXT, or --chat for interactive chat)");
 
     st_cli_model cm;
-    if ((rc = st_cli_load_model("generate", o.model, o.threads, &cm)))
+    if ((rc = st_cli_load_model("generate", o.model, o.device, o.threads, &cm)))
         return rc;
     st_model *m = cm.model;
     if (!m->tok) {
