@@ -288,6 +288,7 @@ static int on_header(tcp_link *t)
         t->have_hdr = 1;
         t->have_slot = 0;
         t->rx_got = 0;
+        t->rx_big = h->len >= TCP_BIG;
         return ST_OK;
     default:
         k->stats.frames_rejected++;
@@ -332,7 +333,10 @@ static int rx(tcp_link *t, uint64_t now)
             memmove(t->stage, t->stage + t->stage_off, avail);
             t->stage_off = 0;
             t->stage_len = avail;
-            ssize_t r = read(t->fd, t->stage + avail, TCP_STAGE - avail);
+            /* after a big payload expect another: read just its header, so
+             * that the payload goes straight into place instead of via here */
+            size_t want = t->rx_big ? sizeof(tcp_frame) - avail : TCP_STAGE - avail;
+            ssize_t r = read(t->fd, t->stage + avail, want);
             if (r == 0 || (r < 0 && errno != EAGAIN && errno != EINTR)) {
                 tcp_detach(t, r == 0 ? "peer closed the connection" : strerror(errno));
                 return 1;
@@ -361,7 +365,8 @@ static int rx(tcp_link *t, uint64_t now)
         }
         /* the rest of the payload straight into place, what follows into the stage */
         t->stage_off = t->stage_len = 0;
-        struct iovec v[2] = {{dst + t->rx_got, t->rh.len - t->rx_got}, {t->stage, TCP_STAGE}};
+        struct iovec v[2] = {{dst + t->rx_got, t->rh.len - t->rx_got},
+                             {t->stage, t->rx_big ? sizeof(tcp_frame) : TCP_STAGE}};
         ssize_t r = readv(t->fd, v, 2);
         if (r == 0 || (r < 0 && errno != EAGAIN && errno != EINTR)) {
             tcp_detach(t, r == 0 ? "peer closed the connection" : strerror(errno));

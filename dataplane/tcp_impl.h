@@ -44,6 +44,7 @@ typedef struct tcp_slot {
 } tcp_slot;
 
 #define TCP_STAGE 65536 /* small reads land here first, then get copied */
+#define TCP_BIG 32768   /* payloads this large are read straight into place */
 
 typedef struct tcp_link {
     st_link base;
@@ -71,6 +72,7 @@ typedef struct tcp_link {
     uint8_t *stage;
     size_t stage_off, stage_len;
     int have_hdr, have_slot;
+    int rx_big;          /* the last data frame was big: read headers alone, not ahead */
     tcp_frame rh;        /* header of the frame being received */
     uint64_t rx_pos;     /* its payload's ring position when have_slot */
     size_t rx_got;
