@@ -27,6 +27,7 @@ PACKAGES=(
   libh2o-evloop-dev                     # HTTP front end
   python3 python3-pip                   # fetching the default model from PyPI
   iproute2 procps                       # network-namespace tests
+  curl nghttp2-client                   # HTTP/1.1 + HTTP/2 client tests (curl, nghttp, h2load)
 )
 
 log() { printf '\033[1msetup:\033[0m %s\n' "$*" >&2; }
