@@ -97,6 +97,8 @@ int st_batcher_create(st_model *m, st_backend *be, const st_batcher_config *cfg,
     pthread_cond_init(&b->cv, NULL);
     pthread_mutex_init(&b->stats_mu, NULL);
     b->next_id = 1;
+    b->exec = exec_local;
+    b->exec_ctx = b;
     ST_INFO("batcher: %d KV blocks of %d tokens (%.1f MiB), context %d, batch %d seqs / %d tokens, prefix cache %s",
             n_blocks, c.block_size,
             (double)n_blocks * st_kv_block_bytes(m->cfg.n_layers, m->cfg.n_kv_heads, m->cfg.head_dim, 2, c.block_size) /
@@ -306,6 +308,12 @@ void st_batcher_get_stats(st_batcher *b, st_batcher_stats *s)
     s->n_waiting += b->inbox.n;
     s->requests_submitted = b->n_submitted;
     pthread_mutex_unlock(&b->mu);
+}
+
+void st_batcher_set_executor(st_batcher *b, st_batch_executor fn, void *ctx)
+{
+    b->exec = fn ? fn : exec_local;
+    b->exec_ctx = fn ? ctx : b;
 }
 
 struct st_kv_blocks *st_batcher_kv(st_batcher *b) { return b->kb; }

@@ -35,6 +35,7 @@
 
 #include "../engine/model.h"
 #include "../engine/sampler.h"
+#include "batch.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -170,6 +171,15 @@ void st_batcher_get_stats(st_batcher *b, st_batcher_stats *s);
 /* The block manager (for tests and metrics; touch only while no loop thread runs). */
 struct st_kv_blocks *st_batcher_kv(st_batcher *b);
 int st_batcher_max_ctx(const st_batcher *b);
+
+/* Runs one step's batch and leaves the logits of its sb->n_logit_rows rows,
+ * (n_logit_rows, vocab) f32, in host memory `logits`. Returns ST_OK or an
+ * error (the batch's requests then end with ST_FINISH_ERROR). The default
+ * runs st_forward on this machine's backend and KV cache; a pipeline sends
+ * the same batch to its stages instead. */
+typedef int (*st_batch_executor)(void *ctx, const st_sched_batch *sb, float *logits);
+/* Replace the executor (NULL: the local forward). Only while no loop thread runs. */
+void st_batcher_set_executor(st_batcher *b, st_batch_executor fn, void *ctx);
 
 /* ---- synchronous convenience (tests, CLI) ------------------------------------- */
 typedef struct st_batcher_result {

@@ -57,6 +57,8 @@ struct st_batcher {
     st_kv_cache kv;
     st_fwd_ctx fwd;
     st_kv_blocks *kb;
+    st_batch_executor exec;       /* runs a batch (default: exec_local) */
+    void *exec_ctx;
 
     /* submission side: guarded by mu */
     pthread_mutex_t mu;
@@ -105,6 +107,8 @@ void seq_list_push_front(seq_list *l, seq *s);
 void seq_list_remove(seq_list *l, seq *s);
 
 /* sched_step.c */
+/* The default executor: st_forward over b->kv, logits copied to the host. */
+int exec_local(void *ctx, const st_sched_batch *sb, float *logits);
 int sched_step(st_batcher *b);
 /* Release a sequence's blocks, take it out of the running set or the
  * waiting queue, and free it (its final event must already be sent). */

@@ -132,6 +132,12 @@ static int schedule(st_batcher *b)
         seq *s = b->waiting.head;
         int hit = s->kv.n_blocks ? 0 : st_kv_seq_match_prefix(b->kb, &s->kv, s->tokens, s->n_tokens);
         int rows = ST_MIN(s->n_tokens - s->kv.n_committed, budget);
+        if (rows <= 0) { /* a prefix hit must leave the last token to compute: never loop on it */
+            seq_emit_final(b, s, ST_FINISH_ERROR, "batcher: prefix cache covered the whole text");
+            sched_retire(b, s);
+            b->st.requests_finished++;
+            continue;
+        }
         if (st_kv_seq_reserve(b->kb, &s->kv, s->kv.n_committed + rows) != ST_OK) {
             st_kv_seq_free(b->kb, &s->kv);
             break;
@@ -232,6 +238,17 @@ static void publish_stats(st_batcher *b)
     pthread_mutex_unlock(&b->stats_mu);
 }
 
+int exec_local(void *ctx, const st_sched_batch *sb, float *logits)
+{
+    st_batcher *b = ctx;
+    int rc = st_forward(&b->fwd, &b->kv, &sb->b, sb->logit_rows, sb->n_logit_rows);
+    if (rc == ST_OK && sb->n_logit_rows) {
+        b->be->ops->sync(b->be);
+        b->be->ops->to_host(b->be, logits, b->fwd.logits, (size_t)sb->n_logit_rows * b->vocab * sizeof(float));
+    }
+    return rc;
+}
+
 int sched_step(st_batcher *b)
 {
     drain_inbox(b);
@@ -253,18 +270,14 @@ int sched_step(st_batcher *b)
             step_seqs[n_seqs++] = b->running[i];
 
     const st_sched_batch *sb = &b->batch;
-    int rc = st_forward(&b->fwd, &b->kv, &sb->b, sb->logit_rows, sb->n_logit_rows);
-    if (rc == ST_OK && sb->n_logit_rows) {
-        b->be->ops->sync(b->be);
-        b->be->ops->to_host(b->be, b->logits, b->fwd.logits, (size_t)sb->n_logit_rows * b->vocab * sizeof(float));
-    }
+    int rc = b->exec(b->exec_ctx, sb, b->logits);
     b->st.steps++;
     b->st.batch_tokens += (uint64_t)sb->b.n_tokens;
     b->st.batch_seqs += (uint64_t)sb->b.n_seqs;
     b->st.last_batch_tokens = sb->b.n_tokens;
     b->st.last_batch_seqs = sb->b.n_seqs;
     if (rc != ST_OK) {
-        /* a batch the forward rejects is a batcher bug; fail its requests, keep serving */
+        /* fail this batch's requests, keep serving the others */
         char msg[256];
         snprintf(msg, sizeof msg, "forward failed: %s", st_errmsg());
         ST_ERROR("batcher: step %llu: %s", (unsigned long long)sb->step, msg);

@@ -455,6 +455,108 @@ static void test_thread(void)
         bu_result_free(&jobs[i].alone);
 }
 
+/* ---- a model-free executor: checks every batch, answers with fake logits ------------------------ */
+typedef struct {
+    st_batcher *b;
+    int vocab, max_rows, max_seqs, block_size;
+    int calls, fail_at;  /* fail_at: return an error on that call (0: never) */
+    int bad;             /* batches breaking an invariant */
+    int shared_writes;   /* rows written into a block another sequence references */
+} fake_exec;
+
+static int fake_run(void *ctx, const st_sched_batch *sb, float *logits)
+{
+    fake_exec *f = ctx;
+    if (++f->calls == f->fail_at)
+        return st_err(ST_EIO, "injected failure");
+    const st_batch *bt = &sb->b;
+    int rows = 0;
+    if (bt->n_tokens > f->max_rows || bt->n_seqs > f->max_seqs || bt->n_seqs < 1)
+        f->bad++;
+    for (int k = 0; k < bt->n_seqs; k++) {
+        const st_batch_seq *q = &bt->seqs[k];
+        if (q->row0 != rows || q->n_blocks * f->block_size < q->pos0 + q->n_tokens)
+            f->bad++;
+        for (int i = 0; i < q->n_tokens; i++) {
+            int32_t pos = bt->pos[q->row0 + i];
+            if (pos != q->pos0 + i)
+                f->bad++;
+            /* rows are written into the block holding their position: it must be ours alone */
+            else if (st_kv_blocks_ref(st_batcher_kv(f->b), q->block_table[pos / f->block_size]) != 1)
+                f->shared_writes++;
+        }
+        rows += q->n_tokens;
+        if (q->want_logits != (sb->info[k].logit_row >= 0))
+            f->bad++;
+    }
+    if (rows != bt->n_tokens)
+        f->bad++;
+    /* the next token depends only on the last row's token and position */
+    for (int r = 0; r < sb->n_logit_rows; r++) {
+        int row = sb->logit_rows[r];
+        float *l = logits + (size_t)r * f->vocab;
+        for (int v = 0; v < f->vocab; v++)
+            l[v] = 0.0f;
+        l[(bt->tokens[row] * 7 + bt->pos[row] * 13) % f->vocab] = 10.0f;
+    }
+    return ST_OK;
+}
+
+static void test_executor(void)
+{
+    /* many requests sharing prefixes through a small cache: every batch is
+     * checked, and no row is ever written into a shared block */
+    st_batcher *b = make(24, 48, 8, 1, 0);
+    fake_exec f = {.b = b, .vocab = model->cfg.vocab_size, .max_rows = 48, .max_seqs = 8, .block_size = 16};
+    st_batcher_set_executor(b, fake_run, &f);
+    uint64_t rng = 17;
+    static int32_t p[200][80];
+    static bu_result got[200];
+    for (int i = 0; i < 200; i++) {
+        int n = 1 + (int)(bu_rand(&rng) % 80), stem = (int)(bu_rand(&rng) % 3);
+        for (int k = 0; k < n; k++)
+            p[i][k] = k < 40 ? (int32_t)(stem * 5 + k % 5) : (int32_t)(bu_rand(&rng) % 500);
+        bu_result_init(&got[i]);
+        st_request r = greedy(p[i], n, 1 + (int)(bu_rand(&rng) % 40));
+        r.cb = bu_collect;
+        r.user = &got[i];
+        CHECK(st_batcher_submit(b, &r, NULL) == ST_OK);
+    }
+    CHECK(st_batcher_run_until_idle(b) == ST_OK);
+    CHECKF(f.bad == 0, "%d invariant violations in %d batches", f.bad, f.calls);
+    CHECKF(f.shared_writes == 0, "%d rows written into shared blocks", f.shared_writes);
+    int finals = 0;
+    for (int i = 0; i < 200; i++)
+        finals += got[i].n_final == 1 && got[i].finish == ST_FINISH_LENGTH;
+    CHECK(finals == 200);
+    st_batcher_stats st;
+    st_batcher_get_stats(b, &st);
+    CHECK(st.prefix_hit_tokens > 0 && st.preemptions > 0 && st.kv_blocks_used == 0);
+    CHECK(st_kv_blocks_check(st_batcher_kv(b)) == ST_OK);
+
+    /* a failing step ends the requests it held with ERROR, the rest go on */
+    f = (fake_exec){.b = b, .vocab = model->cfg.vocab_size, .max_rows = 48, .max_seqs = 8, .block_size = 16,
+                    .fail_at = 3};
+    for (int i = 0; i < 4; i++) {
+        bu_result_init(&got[i]);
+        st_request r = greedy(p[i], 30, 20);
+        r.cb = bu_collect;
+        r.user = &got[i];
+        CHECK(st_batcher_submit(b, &r, NULL) == ST_OK);
+    }
+    CHECK(st_batcher_run_until_idle(b) == ST_OK);
+    int errors = 0, done = 0;
+    for (int i = 0; i < 4; i++) {
+        CHECK(got[i].n_final == 1);
+        errors += got[i].finish == ST_FINISH_ERROR;
+        done += got[i].finish == ST_FINISH_LENGTH && got[i].n_tokens == 20;
+    }
+    CHECK(errors >= 1 && errors + done == 4);
+    st_batcher_get_stats(b, &st);
+    CHECK(st.kv_blocks_used == 0);
+    st_batcher_destroy(b);
+}
+
 int main(void)
 {
     const char *path = ST_SOURCE_DIR "/tests/golden/qwen3-tiny";
@@ -470,6 +572,7 @@ int main(void)
     test_limits();
     test_logprobs();
     test_thread();
+    test_executor();
     st_backend_destroy(be);
     st_model_free(model);
     return test_done();
