@@ -97,6 +97,7 @@ int st_batcher_create(st_model *m, st_backend *be, const st_batcher_config *cfg,
     pthread_cond_init(&b->cv, NULL);
     pthread_mutex_init(&b->stats_mu, NULL);
     b->next_id = 1;
+    b->watermark = ST_MAX(1, n_blocks / 100);
     b->exec = exec_local;
     b->exec_ctx = b;
     ST_INFO("batcher: %d KV blocks of %d tokens (%.1f MiB), context %d, batch %d seqs / %d tokens, prefix cache %s",

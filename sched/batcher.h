@@ -6,14 +6,19 @@
  *      to feed back,
  *   2. the next prompt chunk of running sequences still in prefill,
  *   3. first chunks of waiting requests, first come first served, while
- *      KV blocks are free (a prefix-cache hit skips the cached part),
+ *      KV blocks are free (a prefix-cache hit skips the cached part; while
+ *      others run, 1% of the blocks is kept free for their decodes, and
+ *      nothing is admitted in a step that had to preempt),
  * under max_num_tokens_per_batch rows and max_batch_size sequences, and
  * runs them as ONE mixed st_forward call. When a running sequence needs a
  * KV block and none is left, the newest running sequence is preempted: its
  * blocks are released and it goes back to the front of the waiting queue
  * with its prompt plus the tokens generated so far; when re-admitted those
  * are prefilled again and generation continues exactly where it stopped
- * (its sampler state is kept, no token is repeated or lost).
+ * (its sampler state is kept, no token is repeated or lost). Decodes are
+ * placed before prompt chunks, so a long prompt never stalls the streams
+ * already running; the price is that an older sequence still in prefill
+ * can be the one preempted when only newer decodes were placed before it.
  *
  * Threading. st_batcher_start runs the step loop on its own thread; any
  * thread may st_batcher_submit / st_batcher_abort (a mutex-protected inbox

@@ -57,6 +57,7 @@ struct st_batcher {
     st_kv_cache kv;
     st_fwd_ctx fwd;
     st_kv_blocks *kb;
+    int watermark;                /* blocks admission leaves free while others run (1%, >= 1) */
     st_batch_executor exec;       /* runs a batch (default: exec_local) */
     void *exec_ctx;
 

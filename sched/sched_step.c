@@ -127,7 +127,8 @@ static int schedule(st_batcher *b)
         }
     }
     /* admission: FCFS, never past a request that does not fit, and not in a
-     * step that had to preempt (it would only thrash) */
+     * step that had to preempt (it would only thrash); with nothing running
+     * the head always fits (a context fits in the whole cache) */
     while (!preempted && b->waiting.head && b->n_running < b->cfg.max_batch_size && budget > 0) {
         seq *s = b->waiting.head;
         int hit = s->kv.n_blocks ? 0 : st_kv_seq_match_prefix(b->kb, &s->kv, s->tokens, s->n_tokens);
@@ -138,7 +139,12 @@ static int schedule(st_batcher *b)
             b->st.requests_finished++;
             continue;
         }
-        if (st_kv_seq_reserve(b->kb, &s->kv, s->kv.n_committed + rows) != ST_OK) {
+        /* while others run, leave a few blocks free for their next decodes,
+         * or the newcomer would be preempted (and recomputed) at once */
+        int bs = b->cfg.block_size;
+        int need = (s->kv.n_committed + rows + bs - 1) / bs - s->kv.n_blocks;
+        int reserve_ok = !b->n_running || st_kv_blocks_available(b->kb) - need >= b->watermark;
+        if (!reserve_ok || st_kv_seq_reserve(b->kb, &s->kv, s->kv.n_committed + rows) != ST_OK) {
             st_kv_seq_free(b->kb, &s->kv);
             break;
         }

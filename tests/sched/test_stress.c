@@ -60,7 +60,7 @@ int main(void)
     st_log_set_level(ST_LOG_WARN);
     st_backend *be = st_backend_cpu_create(1);
     st_batcher_config c = st_batcher_config_default();
-    c.n_blocks = 20; /* 320 token slots for up to 16 sequences of up to 48 tokens */
+    c.n_blocks = 12; /* 192 token slots for up to 16 sequences of up to 48 tokens */
     c.block_size = 16;
     c.max_num_tokens_per_batch = 128;
     c.max_batch_size = 16;
@@ -75,8 +75,9 @@ int main(void)
         q->n_prompt = 1 + (int)(bu_rand(&rng) % 40);
         q->max_tokens = 1 + (int)(bu_rand(&rng) % 8);
         q->greedy = bu_rand(&rng) % 2;
+        int shared = bu_rand(&rng) % 3 == 0; /* a third start with a common 32-token stem */
         for (int k = 0; k < q->n_prompt; k++)
-            q->prompt[k] = (int32_t)(bu_rand(&rng) % 64); /* small alphabet: some prefix hits */
+            q->prompt[k] = shared && k < 32 ? (int32_t)(k * 11 % 64) : (int32_t)(bu_rand(&rng) % 64);
         bu_result_init(&q->r);
         /* keep at most 48 in flight, so that aborts find requests in every state */
         pthread_mutex_lock(&mu);
