@@ -105,6 +105,7 @@ int st_batcher_create(st_model *m, st_backend *be, const st_batcher_config *cfg,
             (double)n_blocks * st_kv_block_bytes(m->cfg.n_layers, m->cfg.n_kv_heads, m->cfg.head_dim, 2, c.block_size) /
                 (1 << 20),
             max_ctx, c.max_batch_size, c.max_num_tokens_per_batch, c.prefix_cache ? "on" : "off");
+    sched_publish_stats(b);
     *out = b;
     return ST_OK;
 fail:
@@ -138,6 +139,7 @@ static void abort_all(st_batcher *b)
         sched_retire(b, s);
         b->st.requests_aborted++;
     }
+    sched_publish_stats(b);
 }
 
 void st_batcher_destroy(st_batcher *b)

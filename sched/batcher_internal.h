@@ -111,6 +111,8 @@ void seq_list_remove(seq_list *l, seq *s);
 /* The default executor: st_forward over b->kv, logits copied to the host. */
 int exec_local(void *ctx, const st_sched_batch *sb, float *logits);
 int sched_step(st_batcher *b);
+/* Copy the counters (with the block manager's occupancy) for readers. */
+void sched_publish_stats(st_batcher *b);
 /* Release a sequence's blocks, take it out of the running set or the
  * waiting queue, and free it (its final event must already be sent). */
 void sched_retire(st_batcher *b, seq *s);

@@ -227,7 +227,7 @@ static void finish_step(st_batcher *b, seq **step_seqs, int n_seqs)
     }
 }
 
-static void publish_stats(st_batcher *b)
+void sched_publish_stats(st_batcher *b)
 {
     st_kv_blocks_stats ks;
     st_kv_blocks_get_stats(b->kb, &ks);
@@ -259,12 +259,12 @@ int sched_step(st_batcher *b)
 {
     drain_inbox(b);
     if (!b->n_running && !b->waiting.head) {
-        publish_stats(b);
+        sched_publish_stats(b);
         return 0;
     }
     int rows = schedule(b);
     if (rows == 0) { /* only after a preemption; the next step admits */
-        publish_stats(b);
+        sched_publish_stats(b);
         return 1;
     }
     build_batch(b);
@@ -292,10 +292,10 @@ int sched_step(st_batcher *b)
             sched_retire(b, step_seqs[k]);
             b->st.requests_finished++;
         }
-        publish_stats(b);
+        sched_publish_stats(b);
         return rc;
     }
     finish_step(b, step_seqs, n_seqs);
-    publish_stats(b);
+    sched_publish_stats(b);
     return 1;
 }

@@ -278,6 +278,9 @@ static void test_prefix_cache(void)
 static void test_abort(void)
 {
     st_batcher *b = make(40, 64, 4, 1, 0);
+    st_batcher_stats st0;
+    st_batcher_get_stats(b, &st0); /* published before the first step */
+    CHECK(st0.kv_blocks_total == 40 && st0.kv_blocks_free == 40 && st0.block_size == 16 && st0.max_ctx == 512);
     uint64_t rng = 3;
     int32_t p[6][50];
     bu_result got[6];
@@ -295,6 +298,7 @@ static void test_abort(void)
     st_batcher_stats st;
     st_batcher_get_stats(b, &st);
     CHECK(st.n_running == 4 && st.n_waiting == 2 && st.kv_blocks_used > 0);
+    CHECK(st.kv_blocks_total == 40 && st.kv_blocks_used + st.kv_blocks_free + st.kv_blocks_cached == 40);
     st_batcher_abort(b, ids[1]); /* running */
     st_batcher_abort(b, ids[5]); /* waiting */
     st_batcher_abort(b, 12345);  /* unknown: ignored */
