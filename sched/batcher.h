@@ -27,7 +27,8 @@
  * calls st_batcher_step when no loop thread runs): one event per sampled
  * token, and exactly one final event (finish != ST_FINISH_NONE) after which
  * the batcher never mentions the request again. A callback must not block
- * for long; it may call st_batcher_submit/abort.
+ * for long; it may call st_batcher_submit/abort, never st_batcher_stop or
+ * st_batcher_destroy.
  *
  * Batch invariance: a sequence's rows are always contiguous and in position
  * order, whatever else shares the step, so with batch-invariant kernels a

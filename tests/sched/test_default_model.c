@@ -94,6 +94,7 @@ int main(void)
         CHECK(jobs[i].n > 0 && jobs[i].n <= 64);
     }
 
+    double t0 = st_now_s();
     st_batcher *b = make(m, be, 64, 1);
     for (int i = 0; i < NREQ; i++) {
         submit(b, &jobs[i], &jobs[i].alone);
@@ -105,7 +106,10 @@ int main(void)
     }
     st_batcher_destroy(b);
 
+    double t_alone = st_now_s() - t0;
+
     /* all 16 at once, prompts chunked beside decodes */
+    t0 = st_now_s();
     b = make(m, be, 64, 16);
     for (int i = 0; i < NREQ; i++)
         submit(b, &jobs[i], &jobs[i].got);
@@ -113,6 +117,10 @@ int main(void)
     compare_all("batched");
     st_batcher_stats st;
     st_batcher_get_stats(b, &st);
+    /* information only (speed belongs to benchmarks) */
+    fprintf(stderr, "16 requests x %d tokens: one at a time %.2f s, batched %.2f s (%llu steps, %.1f seqs/step)\n",
+            GEN, t_alone, st_now_s() - t0, (unsigned long long)st.steps,
+            (double)st.batch_seqs / (double)(st.steps ? st.steps : 1));
     CHECK(st.batch_seqs > 8 * st.steps / 2);
     st_batcher_destroy(b);
 
