@@ -40,6 +40,7 @@ struct st_tp {
     _Alignas(64) atomic_uint gen;
     _Alignas(64) atomic_int pending;
     _Alignas(64) atomic_int sleepers;
+    atomic_int caller_sleeping; /* the caller futex-waits on pending */
     atomic_int quit;
 };
 
@@ -99,7 +100,10 @@ static void *worker_main(void *p)
         if (atomic_load_explicit(&tp->quit, memory_order_acquire))
             break;
         tp->fn(tp->arg, w->ith, tp->n);
-        atomic_fetch_sub_explicit(&tp->pending, 1, memory_order_release);
+        /* seq_cst pairs with the caller's sleep: either it sees pending 0
+         * or we see it sleeping and wake it */
+        if (atomic_fetch_sub(&tp->pending, 1) == 1 && atomic_load(&tp->caller_sleeping))
+            syscall(SYS_futex, (int *)&tp->pending, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
     }
     return NULL;
 }
@@ -124,6 +128,7 @@ st_tp *st_tp_create(int n_threads)
     atomic_init(&tp->gen, 0);
     atomic_init(&tp->pending, 0);
     atomic_init(&tp->sleepers, 0);
+    atomic_init(&tp->caller_sleeping, 0);
     atomic_init(&tp->quit, 0);
     tp->workers = st_xcalloc((size_t)(n_threads > 1 ? n_threads - 1 : 1), sizeof(worker));
     for (int i = 1; i < n_threads; i++) {
@@ -172,10 +177,24 @@ void st_tp_run(st_tp *tp, st_tp_fn fn, void *arg)
         futex_wake_all(&tp->gen);
     fn(arg, 0, tp->n);
     /* join: spin; if a worker was preempted (more runnable threads than
-     * cores), yield so that it can finish instead of burning its core */
-    for (unsigned spins = 0; atomic_load_explicit(&tp->pending, memory_order_acquire) > 0; spins++) {
+     * cores), yield so that it can finish instead of burning its core, and
+     * past SPIN_NS sleep on the futex until the last worker wakes us */
+    uint64_t t0 = 0;
+    int left;
+    for (unsigned spins = 0; (left = atomic_load_explicit(&tp->pending, memory_order_acquire)) > 0; spins++) {
         cpu_relax();
-        if (spins > 20000 || tp->oversubscribed)
+        if (spins < 4096 && !tp->oversubscribed)
+            continue;
+        uint64_t now = st_now_ns();
+        if (!t0)
+            t0 = now;
+        if (now - t0 <= SPIN_NS) {
             sched_yield();
+            continue;
+        }
+        atomic_store(&tp->caller_sleeping, 1);
+        if ((left = atomic_load(&tp->pending)) > 0)
+            syscall(SYS_futex, (int *)&tp->pending, FUTEX_WAIT_PRIVATE, left, NULL, NULL, 0);
+        atomic_store(&tp->caller_sleeping, 0);
     }
 }
