@@ -123,8 +123,8 @@ static int bench_engine(int argc, char **argv)
     printf("%-12s %12.1f %12.1f %12s\n", "pp", r.pp_tok_s, r.pp_tok_s_mean, "");
     printf("%-12s %12.1f %12.1f %12s\n", "tg", r.tg_tok_s, r.tg_tok_s_mean, "");
     if (lpp > 0)
-        printf("llama.cpp   pp %.1f tok/s, tg %.1f tok/s -> ratio pp %.2f, tg %.2f\n", lpp, ltg, r.pp_tok_s / lpp,
-               r.tg_tok_s / ltg);
+        printf("llama.cpp   pp %.1f tok/s, tg %.1f tok/s (means) -> ratio of means pp %.2f, tg %.2f\n", lpp, ltg,
+               r.pp_tok_s_mean / lpp, r.tg_tok_s_mean / ltg);
     printf("decode      %.1f MB/token -> %.1f GB/s of weights; read bandwidth %.1f GB/s (%.0f%%)\n",
            (double)r.decode_bytes / 1e6, r.tg_gbs, r.read_bw_gbs, 100.0 * r.tg_gbs / r.read_bw_gbs);
     printf("prompt      %.1f GFLOP/s in matmuls\n", r.pp_gflops);
@@ -138,7 +138,7 @@ static int bench_engine(int argc, char **argv)
                r.pp_gflops);
         if (lpp > 0)
             printf(",\"llama_pp_tok_s\":%.2f,\"llama_tg_tok_s\":%.2f,\"pp_ratio\":%.3f,\"tg_ratio\":%.3f", lpp, ltg,
-                   r.pp_tok_s / lpp, r.tg_tok_s / ltg);
+                   r.pp_tok_s_mean / lpp, r.tg_tok_s_mean / ltg);
         printf("}\n");
     }
     st_cli_unload(&cm);
