@@ -3,11 +3,15 @@
 #include "st_common.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 /* ---- errors ------------------------------------------------------------- */
 static _Thread_local char err_buf[1024];
@@ -149,6 +153,36 @@ int st_read_file(const char *path, char **out, size_t *len)
     if (len)
         *len = n;
     return ST_OK;
+}
+
+int st_map_file(const char *path, size_t min_size, const char *what, const void **base, size_t *size)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return st_err(errno == ENOENT ? ST_ENOENT : ST_EIO, "%s: %s", path, strerror(errno));
+    struct stat sb;
+    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        close(fd);
+        return st_err(ST_EIO, "%s: not a regular file", path);
+    }
+    if ((size_t)sb.st_size < min_size) {
+        close(fd);
+        return st_err(ST_EINVAL, "%s: %lld bytes is too small for a %s file", path, (long long)sb.st_size, what);
+    }
+    void *p = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+    int err = errno;
+    close(fd);
+    if (p == MAP_FAILED)
+        return st_err(ST_EIO, "%s: mmap: %s", path, strerror(err));
+    *base = p;
+    *size = (size_t)sb.st_size;
+    return ST_OK;
+}
+
+void st_unmap_file(const void *base, size_t size)
+{
+    if (base)
+        munmap((void *)base, size);
 }
 
 /* ---- UTF-8 ------------------------------------------------------------------- */

@@ -73,6 +73,13 @@ static inline double st_now_s(void) { return (double)st_now_ns() * 1e-9; }
 static inline int st_mul_ok(size_t a, size_t b, size_t *out) { return __builtin_mul_overflow(a, b, out) ? -1 : 0; }
 static inline int st_add_ok(size_t a, size_t b, size_t *out) { return __builtin_add_overflow(a, b, out) ? -1 : 0; }
 
+/* Map a regular file read-only (MAP_PRIVATE). Fails with a message naming
+ * the file when it is missing, not a regular file, or smaller than
+ * min_size bytes (`what` names the expected format in that message).
+ * Release with st_unmap_file(base, size). */
+int st_map_file(const char *path, size_t min_size, const char *what, const void **base, size_t *size);
+void st_unmap_file(const void *base, size_t size);
+
 /* Read a whole file into a NUL-terminated heap buffer. */
 int st_read_file(const char *path, char **out, size_t *len);
 

@@ -473,7 +473,7 @@ void st_gguf_close(st_gguf *g)
     free(g->kv_index.slots);
     free(g->tensor_index.slots);
     if (g->mapped)
-        munmap((void *)g->base, g->size);
+        st_unmap_file(g->base, g->size);
     free(g);
 }
 
@@ -501,26 +501,14 @@ int st_gguf_open_mem(const void *buf, size_t len, int flags, st_gguf **out)
 
 int st_gguf_open(const char *path, int flags, st_gguf **out)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return st_err(errno == ENOENT ? ST_ENOENT : ST_EIO, "%s: %s", path, strerror(errno));
-    struct stat sb;
-    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
-        close(fd);
-        return st_err(ST_EIO, "%s: not a regular file", path);
-    }
-    if (sb.st_size < 24) {
-        close(fd);
-        return st_err(ST_EINVAL, "%s: %lld bytes is too small for a GGUF file", path, (long long)sb.st_size);
-    }
-    void *p = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
-    int err = errno;
-    close(fd);
-    if (p == MAP_FAILED)
-        return st_err(ST_EIO, "%s: mmap: %s", path, strerror(err));
+    const void *p;
+    size_t size;
+    int rc = st_map_file(path, 24, "GGUF", &p, &size);
+    if (rc)
+        return rc;
     st_gguf *g = st_xcalloc(1, sizeof *g);
     g->base = p;
-    g->size = (size_t)sb.st_size;
+    g->size = size;
     g->mapped = 1;
     return open_common(g, path, flags, out);
 }

@@ -269,7 +269,7 @@ void st_safetensors_close(st_safetensors *st)
     free(st->slots);
     for (size_t i = 0; i < st->n_shards; i++) {
         if (st->shards[i].mapped)
-            munmap((void *)st->shards[i].base, st->shards[i].size);
+            st_unmap_file(st->shards[i].base, st->shards[i].size);
         free(st->shards[i].file);
     }
     free(st->shards);
@@ -321,25 +321,13 @@ int st_safetensors_open_mem(const void *buf, size_t len, st_safetensors **out)
 
 static int map_file(const char *path, shard *sh)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return st_err(errno == ENOENT ? ST_ENOENT : ST_EIO, "%s: %s", path, strerror(errno));
-    struct stat sb;
-    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
-        close(fd);
-        return st_err(ST_EIO, "%s: not a regular file", path);
-    }
-    if (sb.st_size < 8) {
-        close(fd);
-        return st_err(ST_EINVAL, "%s: %lld bytes is too small for a safetensors file", path, (long long)sb.st_size);
-    }
-    void *p = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
-    int err = errno;
-    close(fd);
-    if (p == MAP_FAILED)
-        return st_err(ST_EIO, "%s: mmap: %s", path, strerror(err));
+    const void *p;
+    size_t size;
+    int rc = st_map_file(path, 8, "safetensors", &p, &size);
+    if (rc)
+        return rc;
     sh->base = p;
-    sh->size = (size_t)sb.st_size;
+    sh->size = size;
     sh->mapped = 1;
     return ST_OK;
 }
