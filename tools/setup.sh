@@ -3,7 +3,7 @@
 # fetch the default model, and then (optionally) run or test.
 #
 #   tools/setup.sh          install + build + fetch the default model
-#   tools/setup.sh run      ... then generate with the default model
+#   tools/setup.sh run      ... then serve the default model (strait run, port 3001)
 #   tools/setup.sh test     install + build + run the test suite (and fuzzers)
 #
 # Runs as root, or uses sudo for apt-get. Environment:
@@ -71,6 +71,6 @@ install_packages
 build
 fetch_model
 case "$MODE" in
-  run)  exec "$BUILD/strait" generate --chat -p "What is the capital of France? Answer in one sentence." ;;
+  run)  exec "$BUILD/strait" run ;;
   test) run_tests ;;
 esac
