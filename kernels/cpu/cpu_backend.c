@@ -53,17 +53,20 @@ const char *st_cpu_isa_name(st_cpu_isa_t isa)
 
 st_cpu_isa_t st_cpu_isa_detect(void)
 {
-    st_cpu_isa_t best = st_cpu_isa_supported(ST_CPU_AVX512) ? ST_CPU_AVX512
-                        : st_cpu_isa_supported(ST_CPU_AVX2) ? ST_CPU_AVX2
-                                                            : ST_CPU_SCALAR;
+    /* The AVX-512 kernels are opt-in (ST_CPU_ISA=avx512) until they have
+     * been validated on AVX-512 hardware; AVX2 runs on those CPUs too. */
     const char *env = getenv("ST_CPU_ISA");
+    int want512 = env && !strcasecmp(env, "avx512");
+    st_cpu_isa_t best = want512 && st_cpu_isa_supported(ST_CPU_AVX512) ? ST_CPU_AVX512
+                        : st_cpu_isa_supported(ST_CPU_AVX2)            ? ST_CPU_AVX2
+                                                                       : ST_CPU_SCALAR;
     if (env && *env) {
         st_cpu_isa_t want = best;
         if (!strcasecmp(env, "scalar"))
             want = ST_CPU_SCALAR;
         else if (!strcasecmp(env, "avx2"))
             want = ST_CPU_AVX2;
-        else if (!strcasecmp(env, "avx512"))
+        else if (want512)
             want = ST_CPU_AVX512;
         else
             ST_WARN("cpu: ST_CPU_ISA=%s not understood (scalar|avx2|avx512); using %s", env, st_cpu_isa_name(best));
