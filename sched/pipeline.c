@@ -1,0 +1,242 @@
+/* The head of a manual pipeline (see pipeline.h and pipeline_msg.h). */
+#include "pipeline.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../common/st_common.h"
+#include "../dataplane/poller.h"
+#include "pipeline_msg.h"
+
+struct st_pipeline {
+    st_pipeline_config c;
+    st_model_config mc;       /* the whole model's geometry */
+    st_poller *pn, *pb;       /* cores driving c.next and c.back */
+    st_stage local;           /* the head's own layers, when c.local */
+    uint8_t *buf;             /* (cap,) the message in flight; untouched until its completion */
+    size_t cap;
+    int busy;                 /* buf's completion not yet reaped */
+    uint64_t step;            /* step id of the last FORWARD sent */
+    int err;                  /* sticky: the pipeline is down */
+    char why[512];
+};
+
+int st_pipeline_error(const st_pipeline *p) { return p->err; }
+
+static int down(st_pipeline *p, int rc, const char *fmt, const char *detail)
+{
+    if (!p->err) {
+        p->err = rc ? rc : ST_ECONN;
+        snprintf(p->why, sizeof p->why, fmt, detail);
+        ST_ERROR("pipeline: %s", p->why);
+    }
+    return st_err(p->err, "pipeline down: %s", p->why);
+}
+
+/* Check both links and reap send completions. ST_OK while healthy. */
+static int check_links(st_pipeline *p)
+{
+    st_completion c[8];
+    int n;
+    while ((n = st_poller_poll_cq(p->pn, c, 8)) > 0)
+        for (int i = 0; i < n; i++) {
+            p->busy = 0;
+            if (c[i].status)
+                return down(p, c[i].status, "link to the first stage failed: %s", st_link_errmsg(p->c.next));
+        }
+    if (st_poller_error(p->pn))
+        return down(p, st_poller_error(p->pn), "link to the first stage failed: %s", st_link_errmsg(p->c.next));
+    if (st_poller_error(p->pb))
+        return down(p, st_poller_error(p->pb), "link from the last stage failed: %s", st_link_errmsg(p->c.back));
+    return ST_OK;
+}
+
+static int send_buf(st_pipeline *p, size_t len)
+{
+    st_iov iov = {p->buf, len, NULL};
+    int idle = 0, rc;
+    p->busy = 1;
+    while ((rc = st_poller_send(p->pn, &iov, 1, 0)) == ST_EAGAIN) {
+        if ((rc = check_links(p)))
+            return rc;
+        st_pipe_backoff(&idle);
+    }
+    if (rc)
+        return down(p, rc, "send to the first stage failed: %s", st_errmsg());
+    return ST_OK;
+}
+
+/* Wait for the answer to the message in flight (and its completion);
+ * timeout_ms < 0: no limit beyond the links' own liveness checks. */
+static int wait_reply(st_pipeline *p, st_msg *raw, int timeout_ms)
+{
+    uint64_t deadline = timeout_ms < 0 ? 0 : st_now_ns() + (uint64_t)timeout_ms * 1000000ull;
+    int idle = 0, got = 0, rc;
+    for (;;) {
+        if (!got && st_poller_recv(p->pb, raw) == ST_OK)
+            got = 1, idle = 0;
+        if (got && !p->busy)
+            return ST_OK;
+        if ((rc = check_links(p)))
+            return rc;
+        if (deadline && st_now_ns() > deadline) {
+            char ms[32];
+            snprintf(ms, sizeof ms, "%d", timeout_ms);
+            return down(p, ST_ETIMEDOUT, "no answer from the stages within %s ms", ms);
+        }
+        st_pipe_backoff(&idle);
+    }
+}
+
+static void release(st_pipeline *p, const st_msg *raw)
+{
+    int idle = 0;
+    while (st_poller_release(p->pb, raw) == ST_EAGAIN)
+        st_pipe_backoff(&idle);
+}
+
+static void grow(st_pipeline *p, size_t need)
+{
+    if (need > p->cap) {
+        free(p->buf);
+        p->buf = st_xaligned(need);
+        p->cap = need;
+    }
+}
+
+/* Decode a reply and check it answers step `step`; *msg valid until release. */
+static int check_reply(st_pipeline *p, const st_msg *raw, uint64_t step, st_wire_msg *msg)
+{
+    if (st_wire_decode(raw->data, raw->len, msg))
+        return st_err(ST_EPROTO, "pipeline: the last stage sent a malformed reply to step %llu: %s",
+                      (unsigned long long)step, st_errmsg());
+    if (msg->hdr.kind != ST_WIRE_RESULT)
+        return st_err(ST_EPROTO, "pipeline: expected a RESULT for step %llu, got kind %u", (unsigned long long)step,
+                      msg->hdr.kind);
+    if (msg->hdr.flags & ST_PIPE_F_ERROR) {
+        size_t n = msg->hdr.dtype == ST_WIRE_DT_U8 ? (size_t)ST_MIN(msg->hdr.payload_len, 1024) : 0;
+        return st_err(ST_EIO, "pipeline: step %llu failed on a stage: %.*s", (unsigned long long)step, (int)n,
+                      (const char *)msg->payload);
+    }
+    if (msg->hdr.step_id != step)
+        return down(p, ST_EPROTO, "%s", "replies out of order (a stage lost a step)");
+    return ST_OK;
+}
+
+int st_pipeline_create(const st_pipeline_config *cfg, st_pipeline **out)
+{
+    *out = NULL;
+    st_pipeline_config c = *cfg;
+    if (!c.next || !c.back)
+        return st_err(ST_EINVAL, "pipeline: needs a link to the first stage and one from the last");
+    if (!c.model && !c.local)
+        return st_err(ST_EINVAL, "pipeline: needs the model geometry (no local layers given)");
+    if (c.local && (!st_model_is_first(c.local) || st_model_is_last(c.local)))
+        return st_err(ST_EINVAL, "pipeline: the head's layers %d..%d must start at 0 and leave some to the stages",
+                      c.local->layer_start, c.local->layer_end);
+    if (!st_act_dtype_size(c.act_dtype))
+        return st_err(ST_EINVAL, "pipeline: unknown activation dtype %d", c.act_dtype);
+    if (c.n_blocks < 1 || c.block_size < 1 || c.max_tokens < 1 || c.max_seqs < 1)
+        return st_err(ST_EINVAL, "pipeline: KV geometry %d x %d / batch %d x %d invalid", c.n_blocks, c.block_size,
+                      c.max_tokens, c.max_seqs);
+    if (c.setup_timeout_ms <= 0)
+        c.setup_timeout_ms = 30000;
+    st_pipeline *p = st_xcalloc(1, sizeof *p);
+    p->c = c;
+    p->mc = c.model ? *c.model : c.local->cfg;
+    int rc;
+    if (c.local && (rc = st_stage_init(&p->local, c.local, c.be, c.n_blocks, c.block_size, c.max_tokens, 0))) {
+        free(p);
+        return rc;
+    }
+    st_poller_opts po;
+    st_poller_opts_default(&po);
+    if ((rc = st_poller_start(c.next, &po, &p->pn)) || (rc = st_poller_start(c.back, &po, &p->pb))) {
+        st_pipeline_destroy(p);
+        return rc;
+    }
+    /* the setup round trip */
+    size_t meta;
+    grow(p, 4096);
+    st_pipe_encode_plain(p->buf, p->cap, ST_WIRE_FORWARD, ST_PIPE_F_SETUP, 0, ST_WIRE_DT_I32, 1, ST_PIPE_SETUP_N,
+                         &meta);
+    int32_t v[ST_PIPE_SETUP_N] = {p->mc.n_layers, p->mc.dim, p->mc.vocab_size, c.n_blocks, c.block_size,
+                                  c.max_tokens, c.max_seqs, c.act_dtype, c.local ? c.local->layer_end : 0};
+    memcpy(p->buf + meta, v, sizeof v);
+    st_msg raw;
+    st_wire_msg msg;
+    if ((rc = send_buf(p, meta + sizeof v)) || (rc = wait_reply(p, &raw, c.setup_timeout_ms))) {
+        st_pipeline_destroy(p);
+        return rc;
+    }
+    rc = check_reply(p, &raw, 0, &msg);
+    if (!rc && !(msg.hdr.flags & ST_PIPE_F_SETUP))
+        rc = st_err(ST_EPROTO, "pipeline: the last stage answered the setup with something else");
+    release(p, &raw);
+    if (rc) {
+        st_pipeline_destroy(p);
+        return rc;
+    }
+    ST_INFO("pipeline: stages set up (%d layers, head holds %d, %d KV blocks of %d, %s activations)",
+            p->mc.n_layers, c.local ? c.local->layer_end : 0, c.n_blocks, c.block_size,
+            c.act_dtype == ST_ACT_BF16 ? "bf16" : "f32");
+    *out = p;
+    return ST_OK;
+}
+
+void st_pipeline_destroy(st_pipeline *p)
+{
+    if (!p)
+        return;
+    if (p->pn)
+        st_poller_stop(p->pn);
+    if (p->pb)
+        st_poller_stop(p->pb);
+    if (p->c.local)
+        st_stage_free(&p->local);
+    free(p->buf);
+    free(p);
+}
+
+int st_pipeline_exec(void *ctx, const st_sched_batch *sb, float *logits)
+{
+    st_pipeline *p = ctx;
+    if (p->err)
+        return st_err(p->err, "pipeline down: %s", p->why);
+    int rc, idle = 0;
+    while (p->busy) { /* the previous message's completion (normally reaped already) */
+        if ((rc = check_links(p)))
+            return rc;
+        st_pipe_backoff(&idle);
+    }
+    int local = p->c.local != NULL;
+    int wire_dt = local ? st_pipe_wire_dt(p->c.act_dtype) : ST_WIRE_DT_I32;
+    uint32_t hidden = local ? (uint32_t)p->mc.dim : 1;
+    size_t payload = (size_t)sb->b.n_tokens * hidden * st_wire_dtype_size(wire_dt);
+    grow(p, st_pipe_forward_meta_size(sb) + payload);
+    uint64_t step = ++p->step;
+    size_t meta;
+    if ((rc = st_pipe_encode_forward(p->buf, p->cap, sb, step, wire_dt, hidden, &meta)))
+        return rc;
+    if (local) {
+        if ((rc = st_stage_run(&p->local, &sb->b, NULL, 0, NULL, 0, p->buf + meta, p->c.act_dtype)))
+            return rc;
+    } else {
+        memcpy(p->buf + meta, sb->b.tokens, payload);
+    }
+    st_msg raw;
+    st_wire_msg msg;
+    if ((rc = send_buf(p, meta + payload)) || (rc = wait_reply(p, &raw, -1)))
+        return rc;
+    rc = check_reply(p, &raw, step, &msg);
+    if (!rc && (msg.hdr.dtype != ST_WIRE_DT_F32 || msg.hdr.n_tokens != (uint32_t)sb->n_logit_rows ||
+                msg.hdr.hidden != (uint32_t)p->mc.vocab_size))
+        rc = st_err(ST_EPROTO, "pipeline: step %llu: reply holds %u x %u (dtype %u), expected %d x %d logits",
+                    (unsigned long long)step, msg.hdr.n_tokens, msg.hdr.hidden, msg.hdr.dtype, sb->n_logit_rows,
+                    p->mc.vocab_size);
+    if (!rc && sb->n_logit_rows)
+        memcpy(logits, msg.payload, (size_t)msg.hdr.payload_len);
+    release(p, &raw);
+    return rc;
+}
