@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# A manual pipeline of real processes: `strait serve` for the head (layers
+# [0,k), the batcher and the API) and for a second stage ([k,n)), over tcp
+# and then shm on 127.0.0.1. Greedy completions of several concurrent
+# requests must equal `strait run` on one machine; when the second stage is
+# killed, a request fails with an error instead of hanging.
+#   test_pipeline.sh path/to/strait
+# Skips (77) when the default model is not cached or curl is missing.
+set -uo pipefail
+STRAIT=${1:?usage: test_pipeline.sh path/to/strait}
+MODEL=${ST_TEST_MODEL:-${STRAIT_HOME:-$HOME/.cache/strait}/models/SmolLM2-135M-Instruct.Q4_1.gguf}
+[ -f "$MODEL" ] || { echo "SKIP: the default model is not cached ($MODEL; run: strait models pull)"; exit 77; }
+command -v curl >/dev/null || { echo "SKIP: curl is not installed"; exit 77; }
+PY=python3
+
+TMP=$(mktemp -d)
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null; done
+  [ -n "${KEEP_TMP:-}" ] && echo "kept $TMP" || rm -rf "$TMP"
+}
+trap cleanup EXIT
+fail=0
+pass=0
+ok() { pass=$((pass + 1)); }
+bad() { echo "FAIL $*"; fail=$((fail + 1)); }
+
+# Wait for "listening on http://127.0.0.1:PORT" in $1 from pid $2; echo the port.
+api_port() {
+  local port=
+  for _ in $(seq 900); do
+    port=$(sed -n 's|.*listening on http://127\.0\.0\.1:\([0-9]*\).*|\1|p' "$1")
+    [ -n "$port" ] && break
+    kill -0 "$2" 2>/dev/null || break
+    sleep 0.1
+  done
+  echo "$port"
+}
+
+PROMPTS=("The capital of France is" "Once upon a time, in a small village," "def fibonacci(n):" "1, 2, 3, 4,")
+# Send every prompt at once (temperature 0); texts into $1.N.
+complete_all() {
+  local u=$1 out=$2 i=0 pids=()
+  for p in "${PROMPTS[@]}"; do
+    body=$("$PY" -c 'import json,sys; print(json.dumps({"model":"m","prompt":sys.argv[1],"max_tokens":24,"temperature":0}))' "$p")
+    curl -s -m 120 -H 'Content-Type: application/json' -d "$body" "$u/v1/completions" -o "$out.$i" &
+    pids+=($!)
+    i=$((i + 1))
+  done
+  for p in "${pids[@]}"; do wait "$p"; done
+  for i in "${!PROMPTS[@]}"; do
+    "$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["choices"][0]["text"])' "$out.$i" >"$out.$i.txt" \
+      2>/dev/null || { echo "no completion in $out.$i:"; cat "$out.$i"; }
+  done
+}
+
+N_LAYERS=$("$STRAIT" inspect "$MODEL" 2>/dev/null | sed -n 's/.*\b\([0-9][0-9]*\) layers.*/\1/p' | head -1)
+[ -n "$N_LAYERS" ] || N_LAYERS=30
+CUT=$((N_LAYERS / 2))
+COMMON=(-t 1 --kv-blocks 256 --ctx 2048 --max-batch-size 8)
+
+# ---- one machine ---------------------------------------------------------------------
+"$STRAIT" run -m "$MODEL" --host 127.0.0.1 --port 0 -t 1 --kv-cache-memory 67108864 --ctx 2048 \
+  >"$TMP/run.log" 2>&1 &
+RUN=$!
+PIDS+=($RUN)
+PORT=$(api_port "$TMP/run.log" $RUN)
+[ -n "$PORT" ] || { echo "FAIL: strait run did not start:"; cat "$TMP/run.log"; exit 1; }
+complete_all "http://127.0.0.1:$PORT" "$TMP/one"
+kill -TERM $RUN; wait $RUN 2>/dev/null
+
+# ---- two stages --------------------------------------------------------------------------
+for transport in tcp shm; do
+  if [ $transport = tcp ]; then
+    base=$((20000 + RANDOM % 20000))
+    S2=127.0.0.1:$base; HEAD=127.0.0.1:$((base + 1))
+  else
+    S2=@strait-pipe-$$-s2; HEAD=@strait-pipe-$$-head
+  fi
+  "$STRAIT" serve --model-path "$MODEL" --start-layer $CUT --end-layer -1 --listen $S2 --next $HEAD \
+    --transport $transport -t 1 >"$TMP/s2.$transport.log" 2>&1 &
+  ST2=$!
+  PIDS+=($ST2)
+  "$STRAIT" serve --model-path "$MODEL" --start-layer 0 --end-layer $CUT --listen $HEAD --next $S2 \
+    --transport $transport --host 127.0.0.1 --port 0 "${COMMON[@]}" >"$TMP/head.$transport.log" 2>&1 &
+  HD=$!
+  PIDS+=($HD)
+  PORT=$(api_port "$TMP/head.$transport.log" $HD)
+  if [ -z "$PORT" ]; then
+    bad "$transport: the head did not start"; cat "$TMP/head.$transport.log" "$TMP/s2.$transport.log"
+    kill -KILL $ST2 $HD 2>/dev/null
+    continue
+  fi
+  complete_all "http://127.0.0.1:$PORT" "$TMP/pipe.$transport"
+  same=1
+  for i in "${!PROMPTS[@]}"; do
+    if [ -s "$TMP/one.$i.txt" ] && cmp -s "$TMP/one.$i.txt" "$TMP/pipe.$transport.$i.txt"; then :; else
+      same=0
+      echo "$transport: prompt $i differs: one machine \"$(cat "$TMP/one.$i.txt")\" pipeline \"$(cat "$TMP/pipe.$transport.$i.txt" 2>/dev/null)\""
+    fi
+  done
+  if [ $same = 1 ]; then ok; else bad "$transport: pipeline output differs from strait run"; fi
+
+  # the second stage dies: the next request ends with an error, in bounded time
+  kill -KILL $ST2; wait $ST2 2>/dev/null
+  t0=$(date +%s)
+  code=$(curl -s -m 60 -o "$TMP/dead.$transport" -w '%{http_code}' -H 'Content-Type: application/json' \
+    -d '{"model":"m","prompt":"Hello","max_tokens":8,"temperature":0}' "http://127.0.0.1:$PORT/v1/completions")
+  t1=$(date +%s)
+  if [ "$code" != 200 ] || grep -q '"error"\|"finish_reason":"error"' "$TMP/dead.$transport"; then
+    ok
+  else
+    bad "$transport: request after the stage died: HTTP $code $(cat "$TMP/dead.$transport")"
+  fi
+  [ $((t1 - t0)) -lt 30 ] && ok || bad "$transport: failing took $((t1 - t0)) s"
+  kill -TERM $HD; wait $HD 2>/dev/null
+done
+
+echo "pipeline: $pass passed, $fail failed"
+[ $fail = 0 ]

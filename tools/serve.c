@@ -1,0 +1,274 @@
+/* `strait serve`: one stage of a manual pipeline, no scheduler. The stage
+ * holding layer 0 is the head: it runs the batcher and the OpenAI API, runs
+ * its own layers, and sends hidden states along the ring
+ *   head --next--> stage --next--> ... --next--> head (its --listen)
+ * Every other stage listens for its upstream, runs its layers and sends to
+ * --next; the last one's --next is the head's --listen address. */
+#define _GNU_SOURCE
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/st_common.h"
+#include "dataplane/transport.h"
+#include "engine/stage.h"
+#include "http/gen_batcher.h"
+#include "http/server.h"
+#include "sched/batcher.h"
+#include "sched/pipeline.h"
+#include "sched/pipeline_stage.h"
+#include "tools/cli.h"
+#include "tools/load.h"
+#include "tools/models.h"
+#include "tools/opts.h"
+
+static const char usage[] =
+    "usage: strait serve --model-path M --start-layer A --end-layer B [--listen H:P] [--next H:P] [options]\n"
+    "\n"
+    "Serve layers [A, B) of M as one stage of a manual pipeline. The stage with\n"
+    "A = 0 is the head: it schedules requests and serves the OpenAI API on\n"
+    "--host/--port; its --next is the second stage, and the last stage's --next\n"
+    "is the head's --listen address. Greedy output equals a single machine's.\n"
+    "\n"
+    "  -m, --model-path M                model file or directory (or a cached model name)\n"
+    "      --start-layer A               first layer held here (0: the head)\n"
+    "      --end-layer B                 one past the last layer held here (-1: to the end)\n"
+    "      --listen H:P                  data-plane address to listen on (shm: a socket path or @name)\n"
+    "      --next H:P                    the next stage (the head, from the last stage)\n"
+    "      --transport T                 tcp | shm (default tcp)\n"
+    "      --act-dtype D                 f32 | bf16 hidden states on the wire (head; default f32, exact)\n"
+    "  -t, --threads N                   CPU threads (default: all cores)\n"
+    "      --device D                    auto | cpu | cuda | cuda:N (default auto)\n"
+    "  head only:\n"
+    "      --host H --port P             the API (default localhost:3001)\n"
+    "      --max-num-tokens-per-batch N  rows per step (default 512)\n"
+    "      --max-batch-size N            sequences at once (default 16)\n"
+    "      --kv-blocks N                 KV blocks of 16 tokens on every stage (default: from free memory)\n"
+    "      --ctx N                       context length per sequence\n"
+    "      --served-model-name NAME      the \"model\" reported by the API\n"
+    "  -v, --verbose                     debug logging\n"
+    "  -h, --help                        this help\n";
+
+enum { O_START = 256, O_END, O_LISTEN, O_NEXT, O_TRANSPORT, O_ACT, O_DEVICE, O_HOST, O_PORT, O_MAXTOK, O_MAXBS,
+       O_KVB, O_CTX, O_NAME };
+
+static st_http_server *volatile g_server;
+static volatile int g_stop;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    g_stop = 1;
+    if (g_server)
+        st_http_server_stop(g_server); /* async-signal-safe */
+}
+
+/* A non-head stage: accept the upstream, connect downstream, serve; again
+ * when the upstream leaves, until a signal. */
+static int run_stage(const char *V, st_model *m, st_backend *be, const char *transport, const char *listen,
+                     const char *next)
+{
+    st_listener *l;
+    int rc = st_listen(transport, listen, NULL, &l);
+    if (rc)
+        return st_cli_fail(V, rc);
+    ST_INFO("stage %d..%d of %d: listening on %s (%s), next %s", m->layer_start, m->layer_end, m->cfg.n_layers,
+            st_listener_addr(l), transport, next);
+    while (!g_stop) {
+        st_link *in = NULL, *out = NULL;
+        rc = st_accept(l, 500, &in);
+        if (rc == ST_ETIMEDOUT)
+            continue;
+        if (rc)
+            break;
+        if ((rc = st_connect(transport, next, NULL, 30000, &out))) {
+            ST_ERROR("stage: cannot reach the next stage %s: %s", next, st_errmsg());
+            st_link_close(in);
+            continue;
+        }
+        ST_INFO("stage %d..%d: upstream connected", m->layer_start, m->layer_end);
+        rc = st_pipe_stage_serve(in, out, m, be, &g_stop, NULL);
+        st_link_close(out);
+        st_link_close(in);
+        rc = ST_OK;
+    }
+    st_listener_close(l);
+    return rc ? st_cli_fail(V, rc) : 0;
+}
+
+int st_cmd_serve(int argc, char **argv)
+{
+    static const struct option lo[] = {
+        {"model-path", 1, 0, 'm'}, {"start-layer", 1, 0, O_START}, {"end-layer", 1, 0, O_END},
+        {"listen", 1, 0, O_LISTEN}, {"next", 1, 0, O_NEXT}, {"transport", 1, 0, O_TRANSPORT},
+        {"act-dtype", 1, 0, O_ACT}, {"threads", 1, 0, 't'}, {"device", 1, 0, O_DEVICE}, {"host", 1, 0, O_HOST},
+        {"port", 1, 0, O_PORT}, {"max-num-tokens-per-batch", 1, 0, O_MAXTOK}, {"max-batch-size", 1, 0, O_MAXBS},
+        {"kv-blocks", 1, 0, O_KVB}, {"ctx", 1, 0, O_CTX}, {"served-model-name", 1, 0, O_NAME},
+        {"verbose", 0, 0, 'v'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0},
+    };
+    const char *V = "serve", *model = NULL, *device = NULL, *listen = NULL, *next = NULL, *transport = "tcp";
+    st_http_server_config hc = st_http_server_config_default();
+    st_batcher_config bc = st_batcher_config_default();
+    hc.host = "localhost";
+    hc.port = 3001;
+    hc.shutdown_grace_ms = 5000;
+    int start = -1, end = -1, threads = 0, act = ST_ACT_F32, c, bad = 0, name_given = 0;
+    opterr = 0;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, ":m:t:vh", lo, NULL)) != -1) {
+        switch (c) {
+        case 'm': model = optarg; break;
+        case 't': bad = st_opt_int(V, "threads", optarg, 0, 1024, &threads); break;
+        case 'v': st_log_set_level(ST_LOG_DEBUG); break;
+        case O_START: bad = st_opt_int(V, "start-layer", optarg, 0, 1 << 20, &start); break;
+        case O_END: bad = st_opt_int(V, "end-layer", optarg, -1, 1 << 20, &end); break;
+        case O_LISTEN: listen = optarg; break;
+        case O_NEXT: next = optarg; break;
+        case O_TRANSPORT: transport = optarg; break;
+        case O_ACT:
+            if (!strcmp(optarg, "f32")) act = ST_ACT_F32;
+            else if (!strcmp(optarg, "bf16")) act = ST_ACT_BF16;
+            else bad = st_opt_usage_error(V, "--act-dtype takes f32 or bf16");
+            break;
+        case O_DEVICE: device = optarg; break;
+        case O_HOST: hc.host = optarg; break;
+        case O_PORT: bad = st_opt_int(V, "port", optarg, 0, 65535, &hc.port); break;
+        case O_MAXTOK: bad = st_opt_int(V, "max-num-tokens-per-batch", optarg, 1, 1 << 20, &bc.max_num_tokens_per_batch); break;
+        case O_MAXBS: bad = st_opt_int(V, "max-batch-size", optarg, 1, 4096, &bc.max_batch_size); break;
+        case O_KVB: bad = st_opt_int(V, "kv-blocks", optarg, 1, 1 << 28, &bc.n_blocks); break;
+        case O_CTX: bad = st_opt_int(V, "ctx", optarg, 16, 1 << 22, &bc.max_ctx); break;
+        case O_NAME: hc.model_name = optarg, name_given = 1; break;
+        case 'h': fputs(usage, stdout); return 0;
+        case ':': return st_cli_missing_value(V, argv, optopt);
+        default: return st_cli_unknown_option(V, argv, optopt);
+        }
+        if (bad)
+            return 2;
+    }
+    if (optind < argc)
+        return st_cli_extra_arg(V, argv[optind]);
+    if (!model || start < 0)
+        return st_opt_usage_error(V, "--model-path and --start-layer are required");
+    int known = 0;
+    for (const char *const *t = st_transport_names(); *t; t++)
+        known |= !strcmp(*t, transport);
+    if (!known)
+        return st_opt_usage_error(V, "--transport must be tcp or shm");
+
+    char path[4096];
+    int rc = st_model_resolve(model, 0, path, sizeof path);
+    if (rc)
+        return st_cli_fail(V, rc);
+    st_model *m = NULL;
+    if ((rc = st_model_load(path, start, end, &m)))
+        return st_cli_fail(V, rc);
+    int head = st_model_is_first(m), whole = head && st_model_is_last(m);
+    if (!whole && !next) {
+        st_model_free(m);
+        return st_opt_usage_error(V, "--next is required unless this stage holds every layer");
+    }
+    if (!whole && !listen) {
+        st_model_free(m);
+        return st_opt_usage_error(V, "--listen is required unless this stage holds every layer");
+    }
+    st_backend *be = st_cli_backend(device, threads);
+    if (!be) {
+        st_model_free(m);
+        return st_cli_fail(V, ST_ENOTSUP);
+    }
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    if (!head) {
+        rc = run_stage(V, m, be, transport, listen, next);
+        st_backend_destroy(be);
+        st_model_free(m);
+        return rc;
+    }
+
+    /* the head: batcher (it sees the whole model's geometry; its own KV and
+     * activations stay untouched when the pipeline executes), pipeline, API */
+    st_model view = *m;
+    view.layer_end = m->cfg.n_layers;
+    st_listener *back_l = NULL;
+    st_link *nk = NULL, *bk = NULL;
+    st_pipeline *p = NULL;
+    st_batcher *b = NULL;
+    st_gen_backend *gen = NULL;
+    st_http_server *srv = NULL;
+    if (!m->tok) {
+        rc = st_cli_fail(V, st_err(ST_EINVAL, "%s has no tokenizer", path));
+        goto out;
+    }
+    if ((rc = st_batcher_create(whole ? m : &view, be, &bc, &b))) {
+        rc = st_cli_fail(V, rc);
+        goto out;
+    }
+    if (!whole) {
+        st_batcher_stats bs;
+        st_batcher_get_stats(b, &bs);
+        if ((rc = st_listen(transport, listen, NULL, &back_l))) {
+            rc = st_cli_fail(V, rc);
+            goto out;
+        }
+        ST_INFO("head: layers 0..%d of %d, next stage %s, results on %s (%s)", m->layer_end, m->cfg.n_layers, next,
+                st_listener_addr(back_l), transport);
+        if ((rc = st_connect(transport, next, NULL, 60000, &nk)) || (rc = st_accept(back_l, 60000, &bk))) {
+            rc = st_cli_fail(V, rc);
+            goto out;
+        }
+        st_pipeline_config pc = {.local = m, .be = be, .next = nk, .back = bk, .act_dtype = act,
+                                 .n_blocks = bs.kv_blocks_total, .block_size = bs.block_size,
+                                 .max_tokens = bc.max_num_tokens_per_batch, .max_seqs = bc.max_batch_size};
+        if ((rc = st_pipeline_create(&pc, &p))) {
+            rc = st_cli_fail(V, rc);
+            goto out;
+        }
+        st_batcher_set_executor(b, st_pipeline_exec, p);
+    }
+    if ((rc = st_batcher_start(b)) || (rc = st_gen_batcher_create(b, m->tok, &gen))) {
+        rc = st_cli_fail(V, rc);
+        goto out;
+    }
+    if (!name_given) {
+        const char *slash = strrchr(path, '/');
+        hc.model_name = slash ? slash + 1 : path;
+    }
+    hc.tok = m->tok;
+    hc.backend = gen;
+    if ((rc = st_http_server_create(&hc, &srv))) {
+        rc = st_cli_fail(V, rc);
+        goto out;
+    }
+    g_server = srv;
+    if (g_stop)
+        st_http_server_stop(srv);
+    rc = st_http_server_run(srv);
+    g_server = NULL;
+    ST_INFO("stopped");
+    rc = rc ? st_cli_fail(V, rc) : 0;
+out:
+    if (srv)
+        st_http_server_destroy(srv);
+    if (b)
+        st_batcher_stop(b);
+    if (gen && gen->destroy)
+        gen->destroy(gen);
+    if (b)
+        st_batcher_destroy(b);
+    st_pipeline_destroy(p);
+    if (nk)
+        st_link_close(nk);
+    if (bk)
+        st_link_close(bk);
+    if (back_l)
+        st_listener_close(back_l);
+    st_backend_destroy(be);
+    st_model_free(m);
+    return rc;
+}
