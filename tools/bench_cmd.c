@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "bench/engine_bench.h"
+#include "bench/serve_bench.h"
 #include "common/json.h"
 #include "common/st_common.h"
 #include "kernels/backend.h"
@@ -16,7 +17,7 @@
 int st_bench_transport_main(int argc, char **argv);
 int st_bench_kernels_main(int argc, char **argv);
 
-static const char usage[] = "usage: strait bench engine|transport|kernels [options]   (strait bench KIND --help)\n";
+static const char usage[] = "usage: strait bench engine|serve|transport|kernels [options]   (strait bench KIND --help)\n";
 
 static const char engine_usage[] =
     "usage: strait bench engine [-m MODEL] [options]\n"
@@ -158,10 +159,12 @@ int st_cmd_bench(int argc, char **argv)
     }
     if (!strcmp(kind, "engine"))
         return bench_engine(argc - 1, argv + 1);
+    if (!strcmp(kind, "serve"))
+        return st_bench_serve_main(argc - 1, argv + 1);
     if (!strcmp(kind, "transport"))
         return st_bench_transport_main(argc - 1, argv + 1);
     if (!strcmp(kind, "kernels"))
         return st_bench_kernels_main(argc - 1, argv + 1);
-    fprintf(stderr, "strait bench: unknown benchmark '%s' (engine, transport, kernels)\n", kind);
+    fprintf(stderr, "strait bench: unknown benchmark '%s' (engine, serve, transport, kernels)\n", kind);
     return 2;
 }
