@@ -10,8 +10,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#ifdef ST_HAVE_DPDK
+static const st_transport_ops *const transports[] = {&st_tcp_ops, &st_shm_ops, &st_dpdk_ops};
+static const char *const transport_names[] = {"tcp", "shm", "dpdk", NULL};
+#else
 static const st_transport_ops *const transports[] = {&st_tcp_ops, &st_shm_ops};
 static const char *const transport_names[] = {"tcp", "shm", NULL};
+#endif
 
 const char *const *st_transport_names(void) { return transport_names; }
 

@@ -71,5 +71,8 @@ int st_link_opts_check(const st_link_opts *in, st_link_opts *out);
 
 extern const st_transport_ops st_tcp_ops;
 extern const st_transport_ops st_shm_ops;
+#ifdef ST_HAVE_DPDK
+extern const st_transport_ops st_dpdk_ops;
+#endif
 
 #endif

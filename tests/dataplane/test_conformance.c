@@ -398,7 +398,7 @@ static void inplace_parent(st_link *k)
             fill(buf, len, i);
             st_iov iov = {buf, len, NULL};
             CHECK(send_wait(k, &iov, 1, i, &done, 10000) == ST_OK);
-            CHECK(drain(k, &done, done + 1, 10000) == ST_OK); /* buf is reused next time */
+            CHECK(drain(k, &done, i + 1, 10000) == ST_OK); /* buf is reused next time: all up to i complete */
             continue;
         }
         void *p = NULL;
@@ -494,8 +494,10 @@ static int small_ring_child(st_link *k)
         st_iov iov = {copy, m.len, NULL};
         st_link_release(k, &m);
         uint64_t before = done;
-        if (send_wait(k, &iov, 1, i, &done, 10000) || drain(k, &done, before + 1, 10000))
+        if (send_wait(k, &iov, 1, i, &done, 10000) || drain(k, &done, before + 1, 10000)) {
+            fprintf(stderr, "small-ring child: echo %llu: %s\n", (unsigned long long)i, st_link_errmsg(k));
             return 92;
+        }
     }
     return await_close(k, 10000);
 }
@@ -747,6 +749,10 @@ int main(int argc, char **argv)
     for (int t = 0; names[t]; t++) {
         transport = names[t];
         if (only && strcmp(only, transport) != 0)
+            continue;
+        /* dpdk's EAL starts once per process and does not survive fork:
+         * tests/dataplane/test_dpdk_memif.sh runs the cases in split mode */
+        if (!strcmp(transport, "dpdk"))
             continue;
         for (size_t i = 0; i < ST_ARRAY_LEN(cases); i++) {
             if (cases[i].needs_drop && !supports_drop())
