@@ -80,12 +80,6 @@ static int parse_cores(const char *s)
     return ST_OK;
 }
 
-static double env_rate(const char *name)
-{
-    const char *v = getenv(name);
-    double r = v ? atof(v) : 0;
-    return r < 0 ? 0 : r > 1 ? 1 : r;
-}
 
 static int configure_from(const st_dpdk_config *c)
 {
@@ -137,6 +131,13 @@ const char *st_dpdk_eal_args(void) { return ""; }
 #else
 
 /* ---- EAL ------------------------------------------------------------------------------------- */
+static double env_rate(const char *name)
+{
+    const char *v = getenv(name);
+    double r = v ? atof(v) : 0;
+    return r < 0 ? 0 : r > 1 ? 1 : r;
+}
+
 static int has_arg(const char *prefix)
 {
     size_t n = strlen(prefix);
