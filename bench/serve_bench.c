@@ -501,7 +501,9 @@ static void usage(FILE *f)
           "  --warmup N             unmeasured requests sent one at a time first (default 1)\n"
           "  --temperature T        sampling temperature (default 0)\n"
           "  --timeout S            seconds a request may take before it counts as failed (default 600)\n"
-          "  --seed N               prompts and arrival times (default 0)\n"
+          "  --seed N               prompts and arrival times (default 0); the same seed sends the\n"
+          "                         same prompts, which a server's prefix cache may serve from an\n"
+          "                         earlier run: vary it between runs against one server\n"
           "  --json                 also print one JSON line\n",
           f);
 }
