@@ -77,6 +77,10 @@ if [ -f "$MODEL" ]; then
   [ "${back%x}" = $'Hello world\n  trailing  ' ] && pass=$((pass + 1)) || { echo "FAIL tokenize-roundtrip: '$ids' -> '${back%x}'"; fail=$((fail + 1)); }
   check decode-bad-id 1 'invalid token id' -- bash -c "echo 99999999 | '$STRAIT' tokenize -m '$MODEL' --decode"
   check inspect-model 0 'architecture llama' -- "$STRAIT" inspect "$MODEL"
+  check device-bad 1 "invalid device 'tpu'" -- "$STRAIT" generate -m "$MODEL" --device tpu -p x
+  if ! command -v nvidia-smi >/dev/null; then
+    check device-cuda-none 1 'error: cuda: no usable CUDA device|built without CUDA' -- "$STRAIT" generate -m "$MODEL" --device cuda -p x
+  fi
   check ctx-too-small 1 'does not fit the context' -- "$STRAIT" generate -m "$MODEL" -c 16 -p "$(printf 'word %.0s' {1..40})"
 else
   echo "SKIP model checks: default model not cached ($MODEL)"
