@@ -24,6 +24,7 @@
 
 #include "../common/st_common.h"
 #include "http_internal.h"
+#include "web_assets.h"
 
 struct gen;
 
@@ -498,6 +499,8 @@ int st_http_on_req(struct st_http_server *srv, h2o_req_t *req)
     copy_iov(rc->path, sizeof rc->path, req->path_normalized);
     srv->n_live_reqs++;
 
+    if (st_http_web_serve(req)) /* the web UI: "/", "/ui/..." (web_assets.h) */
+        return 0;
     h2o_iovec_t path = req->path_normalized;
     int get = is(req->method, "GET") || is(req->method, "HEAD"), post = is(req->method, "POST");
     struct {
