@@ -225,6 +225,8 @@ def run(url, shots):
         p.call("Emulation.setDeviceMetricsOverride", width=390, height=844, deviceScaleFactor=2, mobile=True)
         p.wait("innerWidth === 390", 5, "phone viewport applied")
         check(p.js("document.documentElement.scrollWidth <= innerWidth"), "no horizontal scroll at 390 px")
+        p.wait("(() => { const s = document.getElementById('side'); return s.getBoundingClientRect().right <= 0"
+               " && getComputedStyle(s).visibility === 'hidden' })()", 5, "the conversation drawer is closed at 390 px")
         check(p.js("getComputedStyle(document.getElementById('toggle-side')).display !== 'none'"),
               "conversation drawer button shown at phone width")
         r = p.js("(() => { const r = document.getElementById('send').getBoundingClientRect();"
