@@ -2,7 +2,8 @@
 # The web UI of `strait run` in a real browser: starts the server with the
 # default model on an ephemeral 127.0.0.1 port and runs web_e2e.py (headless
 # Debian chromium over the DevTools protocol): chat with streaming, stop,
-# settings, safe rendering of hostile output, reload, phone width.
+# settings (the API key the server is started with is entered there), safe
+# rendering of hostile output, reload, phone width.
 # Screenshots go to $ST_BINARY_DIR/web-screenshots/ (else a temp dir; the
 # path is printed).
 #   test_web.sh path/to/strait
@@ -27,6 +28,7 @@ fi
 }
 
 TMP=$(mktemp -d)
+KEY=web-test-key-$$
 SRV=
 cleanup() {
   [ -n "$SRV" ] && kill -KILL "$SRV" 2>/dev/null
@@ -36,7 +38,8 @@ trap cleanup EXIT
 if [ -n "${ST_BINARY_DIR:-}" ]; then SHOTS=$ST_BINARY_DIR/web-screenshots; else SHOTS=$(mktemp -d /tmp/strait-web-shots.XXXXXX); fi
 mkdir -p "$SHOTS"
 
-"$STRAIT" run -m "$MODEL" --host 127.0.0.1 --port 0 --kv-cache-memory 268435456 --ctx 2048 >"$TMP/server.log" 2>&1 &
+"$STRAIT" run -m "$MODEL" --host 127.0.0.1 --port 0 --kv-cache-memory 268435456 --ctx 2048 \
+  --api-key "$KEY" >"$TMP/server.log" 2>&1 &
 SRV=$!
 PORT=
 for _ in $(seq 600); do # up to 60 s for the listening line
@@ -50,7 +53,7 @@ if [ -z "$PORT" ]; then
   cat "$TMP/server.log"
   exit 1
 fi
-ST_CHROMIUM=$CHROMIUM timeout 300 "$PY" "$HERE/web_e2e.py" "http://127.0.0.1:$PORT" "$SHOTS"
+ST_CHROMIUM=$CHROMIUM timeout 300 "$PY" "$HERE/web_e2e.py" "http://127.0.0.1:$PORT" "$SHOTS" "$KEY"
 rc=$?
 echo "screenshots: $SHOTS"
 if [ $rc -ne 0 ]; then

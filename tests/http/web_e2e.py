@@ -2,9 +2,10 @@
 """Browser test of the chat page of `strait run`, in headless Debian chromium
 driven over the DevTools protocol (websocket-client).
 
-    web_e2e.py URL SCREENSHOT_DIR
+    web_e2e.py URL SCREENSHOT_DIR [API_KEY]
 
-Loads URL, checks the page runs under its Content-Security-Policy, sends a
+Loads URL (with API_KEY: the server wants it; the page says so and the key
+is entered in the settings), checks the page runs under its Content-Security-Policy, sends a
 message with the Enter key and watches the reply stream in, changes the
 settings, stops a long answer (and sees the server abort it: no generation
 left in flight), renders a hostile message (<script>, <img onerror>,
@@ -107,13 +108,14 @@ def start_chromium(profile):
     raise RuntimeError("chromium shows no page target")
 
 
-def in_flight(url):
-    text = urllib.request.urlopen(url + "/metrics", timeout=5).read().decode()
+def in_flight(url, key):
+    req = urllib.request.Request(url + "/metrics", headers={"Authorization": f"Bearer {key}"} if key else {})
+    text = urllib.request.urlopen(req, timeout=5).read().decode()
     m = re.search(r"^strait_http_requests_in_flight (\d+)", text, re.M)
     return int(m.group(1)) if m else -1
 
 
-def run(url, shots):
+def run(url, shots, key):
     profile = tempfile.mkdtemp(prefix="strait-web-")
     proc, ws_url = start_chromium(profile)
     try:
@@ -123,6 +125,12 @@ def run(url, shots):
         p.call("Runtime.enable")
         p.call("Page.navigate", url=url + "/")
         p.wait("document.readyState === 'complete' && !!window.strait", 20, "the page loads and app.js runs")
+        if key:
+            p.wait("document.getElementById('health').textContent.includes('API key')", 20,
+                   "the page says an API key is needed")
+            p.js("document.getElementById('open-settings').click()")
+            p.js(f"document.getElementById('s-api-key').value = {json.dumps(key)}")
+            p.js("document.getElementById('s-save').click()")
         p.wait("document.getElementById('health').textContent === 'ready'", 20, "health shows ready")
         model = p.wait("document.getElementById('model').textContent", 10, "the model name is shown")
         check(bool(model), f"model name shown: {model!r}")
@@ -168,7 +176,7 @@ def run(url, shots):
         p.js("document.getElementById('s-save').click()")
         saved = json.loads(p.js("localStorage.getItem('strait.settings')") or "{}")
         check(saved.get("max_tokens") == 1500 and saved.get("temperature") == 0.9
-              and saved.get("system") == "You are a storyteller.", f"settings saved: {saved}")
+              and saved.get("system") == "You are a storyteller." and saved.get("apiKey") == key, f"settings saved: {saved}")
 
         # Stop a long answer: the fetch is aborted and the server drops the request.
         p.js("document.getElementById('input').value = 'Tell me a very long story about a lighthouse keeper.'")
@@ -176,13 +184,13 @@ def run(url, shots):
         p.wait("document.querySelectorAll('.msg.assistant').length === 2", 5, "second message sent")
         p.wait(f"!document.getElementById('stop').hidden && {last}.querySelector('.body').textContent.length > 40",
                60, "the long answer starts")
-        check(in_flight(url) == 1, "one generation in flight while streaming")
+        check(in_flight(url, key) == 1, "one generation in flight while streaming")
         p.js("document.getElementById('stop').click()")
         check(p.wait(f"{last}.dataset.done", 10, "stop ends the reply") == "stopped", "reply marked stopped")
         end = time.time() + 10
-        while time.time() < end and in_flight(url) != 0:
+        while time.time() < end and in_flight(url, key) != 0:
             time.sleep(0.05)
-        check(in_flight(url) == 0, "the server aborted the generation after stop")
+        check(in_flight(url, key) == 0, "the server aborted the generation after stop")
         n_stop = p.js(f"parseInt({last}.querySelector('.stats').textContent)")
         check(isinstance(n_stop, int) and 0 < n_stop < 1500, f"stopped after {n_stop} of 1500 tokens")
 
@@ -240,7 +248,9 @@ def run(url, shots):
         csp = [e for e in p.events if "Content Security Policy" in json.dumps(e)]
         check(not csp, f"no Content-Security-Policy violations ({csp[:1]})")
         errors = [e["params"]["entry"] for e in p.events
-                  if e.get("method") == "Log.entryAdded" and e["params"]["entry"].get("level") == "error"]
+                  if e.get("method") == "Log.entryAdded" and e["params"]["entry"].get("level") == "error"
+                  and not (key and "status of 401" in e["params"]["entry"].get("text", "")
+                           and e["params"]["entry"].get("url", "").endswith("/v1/models"))]  # the probe before the key
         check(not errors, f"no errors in the browser log ({errors[:2]})")
     finally:
         proc.terminate()
@@ -255,7 +265,7 @@ def main():
     url, shots = sys.argv[1].rstrip("/"), sys.argv[2]
     os.makedirs(shots, exist_ok=True)
     try:
-        run(url, shots)
+        run(url, shots, sys.argv[3] if len(sys.argv) > 3 else "")
     except Exception as e:  # a driver failure is a test failure, with its cause
         check(False, f"driver: {type(e).__name__}: {e}")
     print(f"{len(failures)} failed", flush=True)
