@@ -16,7 +16,7 @@ static const char usage[] =
     "  tokenize   print the token ids of stdin (--decode: the reverse)\n"
     "  inspect    print a model file's architecture, dims and tensors\n"
     "  models     manage the model cache: pull | list | path [NAME]\n"
-    "  bench      benchmarks: engine | transport\n"
+    "  bench      benchmarks: engine | serve | transport | kernels\n"
     "\n"
     "MODEL arguments take a path (GGUF file or Hugging Face directory), a cached\n"
     "name, or hf:ORG/NAME. Without -m the default model (SmolLM2-135M-Instruct\n"
