@@ -4,21 +4,46 @@
 #include "link_impl.h"
 
 #include "common/st_common.h"
+#include "dataplane/rdma.h"
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+static const st_transport_ops *const transports[] = {
+    &st_tcp_ops, &st_shm_ops,
 #ifdef ST_HAVE_DPDK
-static const st_transport_ops *const transports[] = {&st_tcp_ops, &st_shm_ops, &st_dpdk_ops};
-static const char *const transport_names[] = {"tcp", "shm", "dpdk", NULL};
-#else
-static const st_transport_ops *const transports[] = {&st_tcp_ops, &st_shm_ops};
-static const char *const transport_names[] = {"tcp", "shm", NULL};
+    &st_dpdk_ops,
 #endif
+#ifdef ST_HAVE_RDMA
+    &st_rdma_ops,
+#endif
+};
 
-const char *const *st_transport_names(void) { return transport_names; }
+/* Built-in transports that can run here: rdma is left out when no device
+ * can be opened (st_rdma_probe), so that suites and menus offer only what
+ * works; st_listen/st_connect("rdma") still explain why it cannot. */
+static const char *transport_names[ST_ARRAY_LEN(transports) + 1];
+static pthread_once_t names_once = PTHREAD_ONCE_INIT;
+
+static void names_init(void)
+{
+    int n = 0;
+    for (size_t i = 0; i < ST_ARRAY_LEN(transports); i++) {
+        if (!strcmp(transports[i]->name, "rdma") && st_rdma_probe() != ST_OK)
+            continue;
+        transport_names[n++] = transports[i]->name;
+    }
+    transport_names[n] = NULL;
+}
+
+const char *const *st_transport_names(void)
+{
+    pthread_once(&names_once, names_init);
+    return transport_names;
+}
 
 static const st_transport_ops *find(const char *name)
 {

@@ -74,5 +74,8 @@ extern const st_transport_ops st_shm_ops;
 #ifdef ST_HAVE_DPDK
 extern const st_transport_ops st_dpdk_ops;
 #endif
+#ifdef ST_HAVE_RDMA
+extern const st_transport_ops st_rdma_ops;
+#endif
 
 #endif
