@@ -4,6 +4,8 @@
 #define ST_LOAD_H
 
 #include "engine/model.h"
+#include "http/server.h"
+#include "sched/batcher.h"
 
 typedef struct st_cli_model {
     st_model *model;
@@ -26,5 +28,15 @@ int st_cli_fail(const char *verb, int rc);
 int st_cli_unknown_option(const char *verb, char **argv, int optopt_char);
 int st_cli_missing_value(const char *verb, char **argv, int optopt_char);
 int st_cli_extra_arg(const char *verb, const char *arg);
+
+/* SIGINT/SIGTERM set the stop flag and stop the API server being run by
+ * st_cli_serve_batcher (SIGPIPE is ignored). */
+void st_cli_install_stop_signals(void);
+volatile int *st_cli_stop_flag(void);
+
+/* Start batcher b, serve the OpenAI API in front of it (hc->tok and
+ * hc->backend are filled here) until a stop signal, then stop the server and
+ * the batcher. The caller destroys b. Returns the process exit code. */
+int st_cli_serve_batcher(const char *verb, st_http_server_config *hc, st_batcher *b, const st_tokenizer *tok);
 
 #endif

@@ -2,14 +2,11 @@
  * machine (single node: every layer is hosted here). */
 #define _GNU_SOURCE
 #include <getopt.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/st_common.h"
-#include "http/gen_batcher.h"
-#include "http/server.h"
 #include "sched/batcher.h"
 #include "tools/cli.h"
 #include "tools/load.h"
@@ -46,15 +43,6 @@ enum {
     O_HOST = 256, O_PORT, O_DEVICE, O_MAXTOK, O_MAXBS, O_KVMEM, O_CTX, O_NOPREFIX, O_NAME, O_KEY, O_KEYFILE,
     O_CERT, O_TLSKEY, O_MAXBODY, O_MAXQ, O_GRACE,
 };
-
-static st_http_server *volatile g_server;
-
-static void on_signal(int sig)
-{
-    (void)sig;
-    if (g_server)
-        st_http_server_stop(g_server); /* async-signal-safe */
-}
 
 int st_cmd_run(int argc, char **argv)
 {
@@ -143,37 +131,11 @@ int st_cmd_run(int argc, char **argv)
         hc.model_name = slash ? slash + 1 : cm.model->path;
     }
     st_batcher *b = NULL;
-    st_gen_backend *gen = NULL;
-    st_http_server *srv = NULL;
-    if ((rc = st_batcher_create(cm.model, cm.backend, &bc, &b)) || (rc = st_batcher_start(b)) ||
-        (rc = st_gen_batcher_create(b, cm.model->tok, &gen))) {
+    st_cli_install_stop_signals();
+    if ((rc = st_batcher_create(cm.model, cm.backend, &bc, &b)))
         rc = st_cli_fail(V, rc);
-        goto out;
-    }
-    hc.tok = cm.model->tok;
-    hc.backend = gen;
-    if ((rc = st_http_server_create(&hc, &srv))) {
-        rc = st_cli_fail(V, rc);
-        goto out;
-    }
-    g_server = srv;
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
-    rc = st_http_server_run(srv);
-    g_server = NULL;
-    ST_INFO("stopped");
-    rc = rc ? st_cli_fail(V, rc) : 0;
-out:
-    if (srv)
-        st_http_server_destroy(srv);
-    if (b)
-        st_batcher_stop(b);
-    if (gen && gen->destroy)
-        gen->destroy(gen);
+    else
+        rc = st_cli_serve_batcher(V, &hc, b, cm.model->tok);
     if (b)
         st_batcher_destroy(b);
     st_cli_unload(&cm);

@@ -6,7 +6,6 @@
  * --next; the last one's --next is the head's --listen address. */
 #define _GNU_SOURCE
 #include <getopt.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,7 +13,6 @@
 #include "common/st_common.h"
 #include "dataplane/transport.h"
 #include "engine/stage.h"
-#include "http/gen_batcher.h"
 #include "http/server.h"
 #include "sched/batcher.h"
 #include "sched/pipeline.h"
@@ -54,17 +52,6 @@ static const char usage[] =
 enum { O_START = 256, O_END, O_LISTEN, O_NEXT, O_TRANSPORT, O_ACT, O_DEVICE, O_HOST, O_PORT, O_MAXTOK, O_MAXBS,
        O_KVB, O_CTX, O_NAME };
 
-static st_http_server *volatile g_server;
-static volatile int g_stop;
-
-static void on_signal(int sig)
-{
-    (void)sig;
-    g_stop = 1;
-    if (g_server)
-        st_http_server_stop(g_server); /* async-signal-safe */
-}
-
 /* A non-head stage: accept the upstream, connect downstream, serve; again
  * when the upstream leaves, until a signal. */
 static int run_stage(const char *V, st_model *m, st_backend *be, const char *transport, const char *listen,
@@ -76,7 +63,7 @@ static int run_stage(const char *V, st_model *m, st_backend *be, const char *tra
         return st_cli_fail(V, rc);
     ST_INFO("stage %d..%d of %d: listening on %s (%s), next %s", m->layer_start, m->layer_end, m->cfg.n_layers,
             st_listener_addr(l), transport, next);
-    while (!g_stop) {
+    while (!*st_cli_stop_flag()) {
         st_link *in = NULL, *out = NULL;
         rc = st_accept(l, 500, &in);
         if (rc == ST_ETIMEDOUT)
@@ -89,7 +76,7 @@ static int run_stage(const char *V, st_model *m, st_backend *be, const char *tra
             continue;
         }
         ST_INFO("stage %d..%d: upstream connected", m->layer_start, m->layer_end);
-        rc = st_pipe_stage_serve(in, out, m, be, &g_stop, NULL);
+        rc = st_pipe_stage_serve(in, out, m, be, st_cli_stop_flag(), NULL);
         st_link_close(out);
         st_link_close(in);
         rc = ST_OK;
@@ -178,12 +165,7 @@ int st_cmd_serve(int argc, char **argv)
         st_model_free(m);
         return st_cli_fail(V, ST_ENOTSUP);
     }
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
+    st_cli_install_stop_signals();
     if (!head) {
         rc = run_stage(V, m, be, transport, listen, next);
         st_backend_destroy(be);
@@ -199,8 +181,6 @@ int st_cmd_serve(int argc, char **argv)
     st_link *nk = NULL, *bk = NULL;
     st_pipeline *p = NULL;
     st_batcher *b = NULL;
-    st_gen_backend *gen = NULL;
-    st_http_server *srv = NULL;
     if (!m->tok) {
         rc = st_cli_fail(V, st_err(ST_EINVAL, "%s has no tokenizer", path));
         goto out;
@@ -231,34 +211,12 @@ int st_cmd_serve(int argc, char **argv)
         }
         st_batcher_set_executor(b, st_pipeline_exec, p);
     }
-    if ((rc = st_batcher_start(b)) || (rc = st_gen_batcher_create(b, m->tok, &gen))) {
-        rc = st_cli_fail(V, rc);
-        goto out;
-    }
     if (!name_given) {
         const char *slash = strrchr(path, '/');
         hc.model_name = slash ? slash + 1 : path;
     }
-    hc.tok = m->tok;
-    hc.backend = gen;
-    if ((rc = st_http_server_create(&hc, &srv))) {
-        rc = st_cli_fail(V, rc);
-        goto out;
-    }
-    g_server = srv;
-    if (g_stop)
-        st_http_server_stop(srv);
-    rc = st_http_server_run(srv);
-    g_server = NULL;
-    ST_INFO("stopped");
-    rc = rc ? st_cli_fail(V, rc) : 0;
+    rc = st_cli_serve_batcher(V, &hc, b, m->tok);
 out:
-    if (srv)
-        st_http_server_destroy(srv);
-    if (b)
-        st_batcher_stop(b);
-    if (gen && gen->destroy)
-        gen->destroy(gen);
     if (b)
         st_batcher_destroy(b);
     st_pipeline_destroy(p);

@@ -1,0 +1,62 @@
+/* The OpenAI API in front of a batcher, until SIGINT/SIGTERM: shared by
+ * `strait run` and the head stage of `strait serve`. */
+#include <signal.h>
+#include <string.h>
+
+#include "common/st_common.h"
+#include "http/gen_batcher.h"
+#include "tools/load.h"
+
+static st_http_server *volatile api_server;
+static volatile int stop_requested;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    stop_requested = 1;
+    if (api_server)
+        st_http_server_stop(api_server); /* async-signal-safe */
+}
+
+void st_cli_install_stop_signals(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+}
+
+volatile int *st_cli_stop_flag(void) { return &stop_requested; }
+
+int st_cli_serve_batcher(const char *verb, st_http_server_config *hc, st_batcher *b, const st_tokenizer *tok)
+{
+    st_gen_backend *gen = NULL;
+    st_http_server *srv = NULL;
+    int rc;
+    if ((rc = st_batcher_start(b)) || (rc = st_gen_batcher_create(b, tok, &gen))) {
+        rc = st_cli_fail(verb, rc);
+        goto out;
+    }
+    hc->tok = tok;
+    hc->backend = gen;
+    if ((rc = st_http_server_create(hc, &srv))) {
+        rc = st_cli_fail(verb, rc);
+        goto out;
+    }
+    api_server = srv;
+    if (stop_requested) /* a signal before the server existed */
+        st_http_server_stop(srv);
+    rc = st_http_server_run(srv);
+    api_server = NULL;
+    ST_INFO("stopped");
+    rc = rc ? st_cli_fail(verb, rc) : 0;
+out:
+    if (srv)
+        st_http_server_destroy(srv);
+    st_batcher_stop(b);
+    if (gen && gen->destroy)
+        gen->destroy(gen);
+    return rc;
+}
