@@ -10,11 +10,14 @@
  *   receiver  owns a receive ring (rx, ring_len bytes) registered for remote
  *             writes, and posts one empty receive per credit;
  *   sender    copies a message into a staging ring (tx) laid out exactly
- *             like the peer's ring, and posts one RDMA WRITE WITH IMMEDIATE
- *             from there to the same offset in the peer's ring; the
- *             immediate carries slot (wrapped or not) and length
- *             (rdma_proto.h). Its completion means the peer has the bytes:
- *             that is the message's completion (st_link_ack).
+ *             like the peer's ring, and RDMA-writes it from there to the
+ *             same offset in the peer's ring in chunks of ST_RDMA_CHUNK, the
+ *             last WITH IMMEDIATE; the immediate carries slot (wrapped or
+ *             not) and length (rdma_proto.h). At most MAX_OUT_BYTES are in
+ *             flight, so credit and heartbeat writes, which share the send
+ *             queue, never wait behind a whole large message. The last
+ *             chunk's completion means the peer has every byte: that is the
+ *             message's completion (st_link_ack).
  *   receiver  polls its CQ; each RECV_RDMA_WITH_IMM is checked against the
  *             placement rule, queued for st_link_recv, and its receive
  *             reposted. st_link_release advances a release counter that
@@ -58,11 +61,12 @@
 #include <unistd.h>
 
 /* work request ids: kind in the top byte, message number below */
-enum { WR_DATA = 1, WR_CREDIT = 2, WR_TICK = 3 };
+enum { WR_DATA = 1, WR_CREDIT = 2, WR_TICK = 3, WR_CHUNK = 4 };
 #define WR_ID(kind, n) ((uint64_t)(kind) << 56 | ((n) & ((1ull << 56) - 1)))
 #define WR_KIND(id) ((int)((id) >> 56))
 
 #define CREDIT_SLOTS 8 /* credit writes in flight, each from its own source word */
+#define MAX_OUT_BYTES (4 * ST_RDMA_CHUNK) /* data bytes in flight before control writes, per link */
 
 /* The control block (one page, registered): words the peer writes, and the
  * source words of this end's own small writes (kept until completion). */
@@ -111,6 +115,10 @@ typedef struct rdma_link {
     uint64_t tx_pos;             /* virtual end of the last posted message */
     uint64_t peer_rel, free_pos; /* peer's release count, and where its free space starts */
     uint32_t data_cap, data_out; /* data writes allowed / outstanding */
+    uint64_t cur_off, cur_start; /* message `posted`: bytes written so far, its virtual start */
+    int cur_wrapped;             /* ... and whether it moved to the ring start */
+    uint64_t bytes_out;          /* data bytes written, not yet completed */
+    size_t rx_max;               /* largest message this end accepts (its own max_msg) */
     /* control block and liveness */
     ctl_block *ctl;
     st_mr *ctl_mr_mem;
@@ -179,33 +187,45 @@ static int post_recv(rdma_link *r, int n)
 }
 
 /* Copy queued messages into the staging ring and write them to the peer
- * while credits, ring space and work-request slots allow. */
+ * in chunks while credits, ring space, work-request slots and the in-flight
+ * byte budget allow. */
 static int post_data(rdma_link *r)
 {
     st_link *k = &r->base;
-    while (r->posted < k->sq_tail && r->posted - r->peer_rel < r->peer.credits && r->data_out < r->data_cap) {
+    while (r->posted < k->sq_tail && r->data_out < r->data_cap && (r->bytes_out < MAX_OUT_BYTES || !r->bytes_out)) {
         st_sq_entry *e = st_sq_at(k, r->posted);
-        st_rdma_place p = st_rdma_place_next(r->tx_pos, e->len, r->peer.ring_len);
-        if (p.end - r->free_pos > r->peer.ring_len)
-            break; /* wait for the peer to release */
-        uint64_t off = p.start % r->peer.ring_len;
-        uint8_t *dst = r->tx->addr + off;
-        for (int i = 0; i < e->n; i++) {
-            memcpy(dst, e->iov[i].base, e->iov[i].len);
-            dst += e->iov[i].len;
+        if (r->cur_off == 0) { /* a new message: place and stage it */
+            if (r->posted - r->peer_rel >= r->peer.credits)
+                break;
+            st_rdma_place p = st_rdma_place_next(r->tx_pos, e->len, r->peer.ring_len);
+            if (p.end - r->free_pos > r->peer.ring_len)
+                break; /* wait for the peer to release */
+            uint8_t *dst = r->tx->addr + p.start % r->peer.ring_len;
+            for (int i = 0; i < e->n; i++) {
+                memcpy(dst, e->iov[i].base, e->iov[i].len);
+                dst += e->iov[i].len;
+            }
+            r->cur_start = p.start;
+            r->cur_wrapped = p.wrapped;
+            r->tx_end[r->posted & r->tx_mask] = p.end;
         }
-        int wrapped = p.wrapped;
-        if (k->corrupt_next) { /* test hook: a wrong slot must be rejected by the peer */
-            k->corrupt_next = 0;
-            wrapped = !wrapped;
-        }
-        struct ibv_sge sge = {.addr = (uintptr_t)(r->tx->addr + off), .length = (uint32_t)e->len,
+        uint64_t off = r->cur_start % r->peer.ring_len + r->cur_off;
+        uint64_t piece = ST_MIN(ST_RDMA_CHUNK, e->len - r->cur_off);
+        int last = r->cur_off + piece == e->len;
+        struct ibv_sge sge = {.addr = (uintptr_t)(r->tx->addr + off), .length = (uint32_t)piece,
                               .lkey = r->tx_mr->lkey};
         struct ibv_send_wr wr = {0}, *bad;
-        wr.wr_id = WR_ID(WR_DATA, r->posted);
-        wr.opcode = IBV_WR_RDMA_WRITE_WITH_IMM;
+        wr.wr_id = last ? WR_ID(WR_DATA, r->posted) : WR_ID(WR_CHUNK, piece);
+        wr.opcode = last ? IBV_WR_RDMA_WRITE_WITH_IMM : IBV_WR_RDMA_WRITE;
         wr.send_flags = IBV_SEND_SIGNALED;
-        wr.imm_data = htonl(st_rdma_imm_encode(wrapped, (uint32_t)e->len));
+        if (last) {
+            int wrapped = r->cur_wrapped;
+            if (k->corrupt_next) { /* test hook: a wrong slot must be rejected by the peer */
+                k->corrupt_next = 0;
+                wrapped = !wrapped;
+            }
+            wr.imm_data = htonl(st_rdma_imm_encode(wrapped, (uint32_t)e->len));
+        }
         wr.sg_list = &sge;
         wr.num_sge = 1;
         wr.wr.rdma.remote_addr = r->peer.ring_addr + off;
@@ -214,10 +234,14 @@ static int post_data(rdma_link *r)
         if (err)
             return rdma_fail(r, ST_ECONN, "ibv_post_send (message %llu): %s", (unsigned long long)r->posted,
                              strerror(err));
-        r->tx_end[r->posted & r->tx_mask] = p.end;
-        r->tx_pos = p.end;
-        r->posted++;
         r->data_out++;
+        r->bytes_out += piece;
+        r->cur_off += piece;
+        if (last) {
+            r->tx_pos = r->tx_end[r->posted & r->tx_mask];
+            r->posted++;
+            r->cur_off = 0;
+        }
     }
     return ST_OK;
 }
@@ -230,10 +254,10 @@ static int on_recv(rdma_link *r, const struct ibv_wc *wc)
     st_rdma_imm_decode(ntohl(wc->imm_data), &wrapped, &len);
     st_rdma_place p = st_rdma_place_next(r->rx_pos, len, r->ring_len);
     const char *why = NULL;
-    if (len == 0 || len > r->base.opts.max_msg)
+    if (len == 0 || len > r->rx_max)
         why = "length out of range";
-    else if (len != wc->byte_len)
-        why = "immediate length differs from the bytes written";
+    else if (st_rdma_last_piece(len) != wc->byte_len)
+        why = "immediate length does not match the bytes written";
     else if (wrapped != p.wrapped)
         why = "slot does not match the ring placement";
     else if (r->rx_n - r->rel_n >= r->credits)
@@ -262,9 +286,14 @@ static int on_wc(rdma_link *r, const struct ibv_wc *wc)
     if (wc->opcode == IBV_WC_RECV_RDMA_WITH_IMM)
         return on_recv(r, wc);
     switch (WR_KIND(wc->wr_id)) {
+    case WR_CHUNK:
+        r->data_out--;
+        r->bytes_out -= wc->wr_id & ((1ull << 56) - 1);
+        break;
     case WR_DATA: {
         uint64_t seq = wc->wr_id & ((1ull << 56) - 1);
         r->data_out--;
+        r->bytes_out -= st_rdma_last_piece(st_sq_at(&r->base, seq)->len);
         r->base.stats.msgs_tx++;
         r->base.stats.bytes_tx += st_sq_at(&r->base, seq)->len;
         st_link_ack(&r->base, seq + 1); /* RC completes in order */
@@ -550,11 +579,9 @@ static int rdma_setup(int fd, const st_link_opts *o, int timeout_ms, st_link **o
     if ((rc = tcp_io_full(fd, buf, sizeof buf, 1, timeout_ms)) || (rc = tcp_io_full(fd, buf, sizeof buf, 0, timeout_ms)) ||
         (rc = st_rdma_info_decode(buf, sizeof buf, &r->peer)))
         goto fail;
-    if (r->peer.max_msg < o->max_msg) {
-        rc = st_err(ST_EINVAL, "rdma: this end's max_msg %zu exceeds the peer's %llu", o->max_msg,
-                    (unsigned long long)r->peer.max_msg);
-        goto fail;
-    }
+    /* send no more than the peer accepts (st_link_send says ST_ERANGE) */
+    r->rx_max = o->max_msg;
+    r->base.opts.max_msg = (size_t)ST_MIN((uint64_t)o->max_msg, r->peer.max_msg);
     /* the staging ring mirrors the peer's ring, so space frees in both at once */
     if ((rc = st_mr_alloc(r->peer.ring_len, ST_MR_HUGEPAGE, &r->tx)))
         goto fail;

@@ -33,6 +33,14 @@ typedef struct st_rdma_place {
 /* ring_len: multiple of 64; len: 1 .. ring_len. */
 st_rdma_place st_rdma_place_next(uint64_t pos, uint64_t len, uint64_t ring_len);
 
+/* ---- chunking ------------------------------------------------------------------ */
+/* A message is written in pieces of at most ST_RDMA_CHUNK bytes, the last
+ * one WITH IMMEDIATE (RC places the earlier pieces first), so that a small
+ * control write never waits behind more than a few chunks of bulk data.
+ * The receiver's completion reports only the last piece's bytes. */
+#define ST_RDMA_CHUNK ((uint64_t)1 << 20)
+static inline uint64_t st_rdma_last_piece(uint64_t len) { return len - (len - 1) / ST_RDMA_CHUNK * ST_RDMA_CHUNK; }
+
 /* ---- immediate data ---------------------------------------------------------- */
 #define ST_RDMA_IMM_MAX_LEN 0x7fffffffu
 /* len: 1 .. ST_RDMA_IMM_MAX_LEN (callers check). Host order; the verbs layer
