@@ -13,6 +13,7 @@
 #include "tests/test.h"
 
 #include <stdint.h>
+#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -274,6 +275,65 @@ static void test_with_device(void)
     st_listener_close(l);
 }
 
+/* With a device: a peer that is killed, or stopped, fails the link with
+ * ST_ECONN in bounded time (control channel closed / heartbeat ticks stop). */
+static void test_peer_loss(int stop)
+{
+    st_link_opts o;
+    st_link_opts_default(&o);
+    o.max_msg = 1 << 16;
+    o.rx_bytes = 1 << 20;
+    o.heartbeat_ms = 100;
+    o.timeout_ms = 1000;
+    st_listener *l;
+    if (st_listen("rdma", "127.0.0.1:0", &o, &l) != ST_OK) {
+        CHECKF(0, "listen: %s", st_errmsg());
+        return;
+    }
+    char addr[128];
+    snprintf(addr, sizeof addr, "%s", st_listener_addr(l));
+    pid_t pid = fork();
+    if (pid == 0) {
+        st_listener_close(l);
+        st_link *k;
+        if (st_connect("rdma", addr, &o, 10000, &k) != ST_OK)
+            _exit(3);
+        for (;;) { /* healthy until killed or stopped */
+            st_link_progress(k);
+            uint64_t t = st_link_wait_prepare(k);
+            st_link_wait(k, t, 50);
+        }
+    }
+    st_link *k = NULL;
+    CHECKF(st_accept(l, 10000, &k) == ST_OK, "accept: %s", st_errmsg());
+    st_listener_close(l);
+    if (!k) {
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+        return;
+    }
+    /* healthy for a while first: heartbeats flow */
+    uint64_t t0 = st_now_ns();
+    while (st_now_ns() - t0 < 1500000000ull && st_link_progress(k) == ST_OK) {
+        uint64_t t = st_link_wait_prepare(k);
+        st_link_wait(k, t, 50);
+    }
+    CHECKF(st_link_error(k) == 0, "link failed while the peer was healthy: %s", st_link_errmsg(k));
+    kill(pid, stop ? SIGSTOP : SIGKILL);
+    uint64_t t1 = st_now_ns();
+    while (st_now_ns() - t1 < 10000000000ull && st_link_progress(k) == ST_OK) {
+        uint64_t t = st_link_wait_prepare(k);
+        st_link_wait(k, t, 50);
+    }
+    double ms = (double)(st_now_ns() - t1) / 1e6;
+    CHECKF(st_link_error(k) == ST_ECONN, "%s peer: link error %d after %.0f ms", stop ? "stopped" : "killed",
+           st_link_error(k), ms);
+    fprintf(stderr, "%s peer detected after %.0f ms: %s\n", stop ? "stopped" : "killed", ms, st_link_errmsg(k));
+    st_link_close(k);
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+}
+
 int main(void)
 {
     test_placement();
@@ -282,8 +342,11 @@ int main(void)
     test_opts();
     int rc = st_rdma_probe();
     fprintf(stderr, "probe: %s\n", rc ? st_errmsg() : "ok");
-    if (rc == ST_OK)
+    if (rc == ST_OK) {
         test_with_device();
+        test_peer_loss(0);
+        test_peer_loss(1);
+    }
     else if (rc == ST_ENOTSUP)
         test_no_device();
     else
