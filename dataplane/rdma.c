@@ -505,7 +505,6 @@ static struct ibv_mr *reg(rdma_link *r, st_mr *m, int remote)
 /* Everything up to RTS on a connected control socket (takes fd). */
 static int rdma_setup(int fd, const st_link_opts *o, int timeout_ms, st_link **out)
 {
-    extern const st_transport_ops st_rdma_ops;
     rdma_link *r = st_xcalloc(1, sizeof *r);
     st_link_base_init(&r->base, &st_rdma_ops, o);
     r->ctl_fd = fd;
@@ -649,7 +648,6 @@ static int rdma_listen(const char *addr, const st_link_opts *o, st_listener **ou
         return rc;
     }
     freeaddrinfo(res);
-    extern const st_transport_ops st_rdma_ops;
     rdma_listener *l = st_xcalloc(1, sizeof *l);
     l->base.ops = &st_rdma_ops;
     l->base.opts = *o;
@@ -717,6 +715,16 @@ static int rdma_connect(const char *addr, const st_link_opts *o, int timeout_ms,
     tcp_set_sockopts(fd, o);
     int left = (int)((deadline - ST_MIN(deadline, st_now_ns())) / 1000000ull);
     return rdma_setup(fd, o, ST_MAX(left, 1000), out);
+}
+
+int st_rdma_debug_qp_error(st_link *k)
+{
+    if (!k || k->ops != &st_rdma_ops)
+        return st_err(ST_EINVAL, "rdma: debug_qp_error on a link of another transport");
+    rdma_link *r = (rdma_link *)k;
+    struct ibv_qp_attr a = {.qp_state = IBV_QPS_ERR};
+    int e = ibv_modify_qp(r->qp, &a, IBV_QP_STATE);
+    return e ? st_err(ST_EIO, "rdma: queue pair to ERR: %s", strerror(e)) : ST_OK;
 }
 
 const st_transport_ops st_rdma_ops = {

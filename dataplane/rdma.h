@@ -17,4 +17,11 @@ int st_rdma_built(void);
  * ST_EINVAL (bad ST_RDMA_* variable), with the reason in st_errmsg(). */
 int st_rdma_probe(void);
 
+/* Test hook: move the link's queue pair into the error state, as a fatal
+ * transport fault would. Both ends then fail with ST_ECONN (no
+ * re-establishment yet). ST_EINVAL for a link of another transport,
+ * ST_ENOTSUP in a build without rdma. */
+struct st_link;
+int st_rdma_debug_qp_error(struct st_link *k);
+
 #endif

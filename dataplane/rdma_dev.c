@@ -19,6 +19,12 @@ int st_rdma_probe(void)
     return st_err(ST_ENOTSUP, "rdma: this build has no RDMA transport (libibverbs was not found); use another transport");
 }
 
+int st_rdma_debug_qp_error(struct st_link *k)
+{
+    (void)k;
+    return st_err(ST_ENOTSUP, "rdma: this build has no RDMA transport");
+}
+
 #else
 
 #include "dataplane/rdma_impl.h"

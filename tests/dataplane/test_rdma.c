@@ -334,6 +334,78 @@ static void test_peer_loss(int stop)
     waitpid(pid, NULL, 0);
 }
 
+/* With a device: a queue pair forced into error mid-stream fails both ends
+ * with ST_ECONN, and the sends still pending complete with that error. */
+static void test_qp_error(void)
+{
+    st_link_opts o;
+    st_link_opts_default(&o);
+    o.max_msg = 1 << 16;
+    o.rx_bytes = 1 << 20;
+    o.timeout_ms = 2000;
+    st_listener *l;
+    if (st_listen("rdma", "127.0.0.1:0", &o, &l) != ST_OK) {
+        CHECKF(0, "listen: %s", st_errmsg());
+        return;
+    }
+    char addr[128];
+    snprintf(addr, sizeof addr, "%s", st_listener_addr(l));
+    pid_t pid = fork();
+    if (pid == 0) { /* sender: streams until its link fails; exit 0 iff that is ST_ECONN */
+        st_listener_close(l);
+        st_link *k;
+        if (st_connect("rdma", addr, &o, 10000, &k) != ST_OK)
+            _exit(3);
+        static uint8_t msg[4096];
+        uint64_t end = st_now_ns() + 20000000000ull, failed = 0;
+        st_iov iov = {msg, sizeof msg, NULL};
+        while (!st_link_error(k) && st_now_ns() < end) {
+            st_link_send(k, &iov, 1, 0);
+            st_link_progress(k);
+            st_completion c[64];
+            st_link_poll_cq(k, c, 64);
+        }
+        st_completion c[64];
+        int n;
+        while ((n = st_link_poll_cq(k, c, 64)) > 0)
+            for (int i = 0; i < n; i++)
+                failed += c[i].status == ST_ECONN;
+        int ok = st_link_error(k) == ST_ECONN;
+        fprintf(stderr, "sender: %s (%llu sends completed with the error)\n", st_link_errmsg(k),
+                (unsigned long long)failed);
+        st_link_close(k);
+        _exit(ok ? 0 : 5);
+    }
+    st_link *k = NULL;
+    CHECKF(st_accept(l, 10000, &k) == ST_OK, "accept: %s", st_errmsg());
+    st_listener_close(l);
+    int got = 0;
+    uint64_t end = st_now_ns() + 20000000000ull;
+    while (k && got < 100 && !st_link_error(k) && st_now_ns() < end) {
+        st_link_progress(k);
+        st_msg m;
+        while (st_link_recv(k, &m) == ST_OK)
+            st_link_release(k, &m), got++;
+    }
+    CHECKF(got >= 100, "only %d messages before the fault: %s", got, k ? st_link_errmsg(k) : "");
+    if (k) {
+        CHECK(st_rdma_debug_qp_error(k) == ST_OK);
+        uint64_t t0 = st_now_ns();
+        while (st_link_progress(k) == ST_OK && st_now_ns() - t0 < 10000000000ull) {
+            st_msg m;
+            while (st_link_recv(k, &m) == ST_OK)
+                st_link_release(k, &m);
+        }
+        CHECKF(st_link_error(k) == ST_ECONN, "after the fault: error %d (%s)", st_link_error(k), st_link_errmsg(k));
+        fprintf(stderr, "receiver: %s\n", st_link_errmsg(k));
+        st_link_close(k);
+    }
+    int status = 0;
+    waitpid(pid, &status, 0);
+    CHECKF(WIFEXITED(status) && WEXITSTATUS(status) == 0, "sender exit status %d", status);
+    CHECK(st_rdma_debug_qp_error(NULL) == ST_EINVAL);
+}
+
 int main(void)
 {
     test_placement();
@@ -346,6 +418,7 @@ int main(void)
         test_with_device();
         test_peer_loss(0);
         test_peer_loss(1);
+        test_qp_error();
     }
     else if (rc == ST_ENOTSUP)
         test_no_device();
