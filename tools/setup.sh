@@ -79,7 +79,7 @@ run_tests() {
   # CPU has AVX-512 VNNI, run the kernel and golden tests on them and report
   # the outcome without failing the suite.
   if grep -qw avx512_vnni /proc/cpuinfo 2>/dev/null; then
-    if (cd "$BUILD" && ST_CPU_ISA=avx512 ctest --output-on-failure -R 'kernels/|engine/test_golden|engine/test_forward'); then
+    if (cd "$BUILD" && ST_CPU_ISA=avx512 timeout 900 ctest --timeout 300 --output-on-failure -R 'kernels/|engine/test_golden|engine/test_forward'); then
       echo "avx512 validation: PASS (informational)"
     else
       echo "avx512 validation: FAIL (informational; AVX-512 stays opt-in)"
