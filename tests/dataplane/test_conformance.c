@@ -502,7 +502,36 @@ static int small_ring_child(st_link *k)
     return await_close(k, 10000);
 }
 
-/* ---- peer death (fork mode only) ------------------------------------------------------ */
+/* ---- peer death -------------------------------------------------------------------------------
+ * In fork mode the parent knows the child's pid from fork(). In split mode
+ * (one case, --case NAME --peer-pid-file F) the child writes its pid to F
+ * before it connects, so by the time the parent has received anything from
+ * it the file is complete (written whole and renamed into place). */
+static const char *peer_pid_file;
+
+static void write_peer_pid(void)
+{
+    if (!peer_pid_file)
+        return;
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.tmp", peer_pid_file);
+    FILE *f = fopen(tmp, "w");
+    if (!f || fprintf(f, "%d\n", (int)getpid()) < 0 || fclose(f) != 0 || rename(tmp, peer_pid_file) != 0)
+        fprintf(stderr, "child: cannot write %s\n", peer_pid_file);
+}
+
+static pid_t read_peer_pid(void)
+{
+    int pid = 0;
+    FILE *f = peer_pid_file ? fopen(peer_pid_file, "r") : NULL;
+    if (f) {
+        if (fscanf(f, "%d", &pid) != 1)
+            pid = 0;
+        fclose(f);
+    }
+    return (pid_t)pid;
+}
+
 #define DEATH_TIMEOUT_MS 400
 
 /* the child streams until killed; the parent must see ECONN in bounded time */
@@ -524,8 +553,16 @@ static void lost_sender(st_link *k, pid_t child, int sig)
 {
     st_msg m;
     for (int i = 0; i < 50; i++) {
-        CHECK(recv_wait(k, &m, 5000) == ST_OK);
+        int rc = recv_wait(k, &m, 5000);
+        if (rc != ST_OK) {
+            CHECKF(0, "lost peer (signal %d): message %d before the signal: %s", sig, i, st_strerror(rc));
+            return;
+        }
         st_link_release(k, &m);
+    }
+    if (child <= 0 && (child = read_peer_pid()) <= 0) {
+        CHECKF(0, "lost peer (signal %d): no peer pid in %s", sig, peer_pid_file ? peer_pid_file : "(none)");
+        return;
     }
     kill(child, sig);
     uint64_t t0 = st_now_ns();
@@ -533,6 +570,7 @@ static void lost_sender(st_link *k, pid_t child, int sig)
     while ((rc = recv_wait(k, &m, 10000)) == ST_OK)
         st_link_release(k, &m);
     double ms = (double)(st_now_ns() - t0) / 1e6;
+    fprintf(stderr, "lost peer (signal %d): %s after %.0f ms\n", sig, st_strerror(rc), ms);
     CHECKF(rc == ST_ECONN, "lost peer (signal %d): %s", sig, st_strerror(rc));
     CHECKF(ms < 2.0 * DEATH_TIMEOUT_MS + 1000, "lost peer (signal %d) noticed after %.0f ms", sig, ms);
     if (sig != SIGKILL)
@@ -577,6 +615,7 @@ static void dead_receiver_parent(st_link *k, pid_t child)
             break;
     }
     double ms = (double)(st_now_ns() - t0) / 1e6;
+    fprintf(stderr, "dead receiver: %s after %.0f ms, %llu sent\n", st_strerror(rc), ms, (unsigned long long)sent);
     CHECKF(rc == ST_ECONN, "dead receiver: %s", st_strerror(rc));
     CHECKF(ms < 2.0 * DEATH_TIMEOUT_MS + 2000, "dead receiver noticed after %.0f ms", ms);
     st_completion c[64];
@@ -635,6 +674,7 @@ static int run_child(const tcase *c, const char *addr)
     st_link_opts o;
     case_opts(c, &o);
     st_link *k;
+    write_peer_pid();
     if (st_connect(transport, addr, &o, 5000, &k) != ST_OK) {
         fprintf(stderr, "child: connect %s: %s\n", addr, st_errmsg());
         return 2;
@@ -695,6 +735,49 @@ static void run_case_fork(const tcase *c, const char *listen_addr)
     fprintf(stderr, "%s/%s: %.0f ms\n", transport, c->name, (double)(st_now_ns() - t0) / 1e6);
 }
 
+/* Split mode, one named case (the peer-death cases need one child process
+ * each): the parent listens with the case's options. The fd count is not
+ * compared here: a transport may start per-process machinery at its first
+ * accept (the DPDK EAL) that outlives the link. */
+static int run_split_one(const char *role, const char *addr, const char *name)
+{
+    const tcase *c = NULL;
+    for (size_t i = 0; i < ST_ARRAY_LEN(cases); i++)
+        if (!strcmp(cases[i].name, name))
+            c = &cases[i];
+    if (!c) {
+        fprintf(stderr, "no case named '%s'\n", name);
+        return 2;
+    }
+    if (strcmp(role, "parent") != 0) {
+        int rc = run_child(c, addr);
+        /* a peer-death child ends by being killed; returning means it failed */
+        CHECKF(rc == 0, "%s: child role failed with %d", c->name, rc);
+        return test_done();
+    }
+    st_link_opts o;
+    case_opts(c, &o);
+    st_listener *l;
+    if (st_listen(transport, addr, &o, &l) != ST_OK) {
+        fprintf(stderr, "listen %s: %s\n", addr, st_errmsg());
+        return 1;
+    }
+    st_link *k;
+    uint64_t t0 = st_now_ns();
+    int rc = st_accept(l, 20000, &k);
+    CHECKF(rc == ST_OK, "%s: accept: %s", c->name, st_errmsg());
+    if (rc == ST_OK) {
+        if (c->parent)
+            c->parent(k);
+        else
+            c->parent_kill(k, 0);
+        st_link_close(k);
+    }
+    st_listener_close(l);
+    fprintf(stderr, "%s/%s: %.0f ms\n", transport, c->name, (double)(st_now_ns() - t0) / 1e6);
+    return test_done();
+}
+
 /* Split mode: one role per process, cases in table order. */
 static int run_split(const char *role, const char *addr)
 {
@@ -735,13 +818,25 @@ static int run_split(const char *role, const char *addr)
 int main(int argc, char **argv)
 {
     signal(SIGPIPE, SIG_IGN);
-    if (argc == 7 && !strcmp(argv[1], "--role") && !strcmp(argv[3], "--transport") && !strcmp(argv[5], "--addr")) {
+    if (argc >= 7 && !strcmp(argv[1], "--role") && !strcmp(argv[3], "--transport") && !strcmp(argv[5], "--addr")) {
         transport = argv[4];
         fork_mode = 0;
-        return run_split(argv[2], argv[6]);
+        const char *one = NULL;
+        int i = 7;
+        for (; i + 1 < argc; i += 2) {
+            if (!strcmp(argv[i], "--case"))
+                one = argv[i + 1];
+            else if (!strcmp(argv[i], "--peer-pid-file"))
+                peer_pid_file = argv[i + 1];
+            else
+                break;
+        }
+        if (i == argc)
+            return one ? run_split_one(argv[2], argv[6], one) : run_split(argv[2], argv[6]);
     }
     if (argc != 1) {
-        fprintf(stderr, "usage: %s [--role parent|child --transport T --addr A]\n", argv[0]);
+        fprintf(stderr, "usage: %s [--role parent|child --transport T --addr A [--case NAME] [--peer-pid-file F]]\n",
+                argv[0]);
         return 2;
     }
     const char *only = getenv("ST_CONFORMANCE_TRANSPORT");

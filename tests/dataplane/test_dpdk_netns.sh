@@ -3,7 +3,10 @@
 # veth pair whose ends sit in two network namespaces made here (no IP
 # addresses on the veths: the frames are the transport's own
 # Ethernet/IPv4/UDP). Needs root, iproute2 and a DPDK build; skips (77)
-# otherwise. Bounded by `timeout`; the namespaces go on any exit.
+# otherwise. Bounded by `timeout`; the namespaces go on any exit. Then the
+# peer-death cases (killed-sender, stalled-sender, dead-receiver), one
+# process pair each, as in test_dpdk_memif.sh: the child must end killed
+# (exit 137) and the parent see ST_ECONN within the liveness bound.
 #   bash test_dpdk_netns.sh path/to/strait
 set -u
 conf="${ST_BINARY_DIR:-$(dirname "${1:-.}")}/tests/dataplane_test_conformance"
@@ -49,4 +52,19 @@ grep -v "mp action callback" "$log"
 rm -f "$log"
 echo "af_packet across namespaces: parent exit $prc, child exit $crc"
 [ $prc -eq 0 ] && [ $crc -eq 0 ] || { echo "FAIL: dpdk over af_packet on a veth pair"; exit 1; }
-echo "PASS: conformance over dpdk/af_packet across two namespaces"
+for c in killed-sender stalled-sender dead-receiver; do
+    pidf=$(mktemp -u)
+    ip netns exec "$nsa" timeout -s KILL 60 "$conf" --role parent --transport dpdk --addr "net_af_packet,iface=$va" \
+        --case "$c" --peer-pid-file "$pidf" >"$log" 2>&1 &
+    ppid=$!
+    ip netns exec "$nsb" timeout -s KILL 60 "$conf" --role child --transport dpdk --addr "net_af_packet,iface=$vb" \
+        --case "$c" --peer-pid-file "$pidf" >>"$log" 2>&1
+    crc=$?
+    wait $ppid
+    prc=$?
+    grep -v "mp action callback" "$log"
+    rm -f "$log" "$pidf" "$pidf.tmp"
+    echo "$c: parent exit $prc, child exit $crc (137: killed, as the case requires)"
+    [ $prc -eq 0 ] && [ $crc -eq 137 ] || { echo "FAIL: dpdk over af_packet: $c"; exit 1; }
+done
+echo "PASS: conformance over dpdk/af_packet across two namespaces; peer death"
