@@ -2,8 +2,8 @@
  * needs to run it (token ids, positions, per-sequence block tables) and
  * what the sampling stage needs (which rows give logits, each sequence's
  * sampling parameters), in arrays the batch owns. Built by the batcher's
- * policy, consumed by whatever executes it: st_forward on this machine
- * today, the data plane to remote pipeline stages later, unchanged. */
+ * policy, consumed by whatever executes it, unchanged: st_forward on this
+ * machine, or a pipeline sending it to remote stages (st_pipeline_exec). */
 #ifndef ST_SCHED_BATCH_H
 #define ST_SCHED_BATCH_H
 

@@ -24,6 +24,15 @@ st_request st_request_default(void)
 }
 
 /* ---- lifecycle ---------------------------------------------------------------------- */
+/* The executor of an external_exec batcher until one is set: fails the step
+ * (there is no local KV or activations to run it on). */
+static int exec_none(void *ctx, const st_sched_batch *sb, float *logits)
+{
+    (void)ctx, (void)logits;
+    return st_err(ST_EINVAL, "batcher: external_exec is set but no executor was installed (step %llu)",
+                  (unsigned long long)sb->step);
+}
+
 static int kv_capacity(const st_batcher_config *c, const st_model *m, int max_ctx, int *n_blocks)
 {
     const st_model_config *mc = &m->cfg;
@@ -61,7 +70,11 @@ int st_batcher_create(st_model *m, st_backend *be, const st_batcher_config *cfg,
                       c.max_batch_size, c.max_num_tokens_per_batch);
     if (c.block_size < 1 || c.block_size > 1024)
         return st_err(ST_EINVAL, "batcher: block size %d outside [1, 1024]", c.block_size);
-    if (!st_model_is_first(m) || !st_model_is_last(m))
+    if (!m)
+        return st_err(ST_EINVAL, "batcher: no model");
+    if (!c.external_exec && !be)
+        return st_err(ST_EINVAL, "batcher: no backend for the local forward");
+    if (!c.external_exec && (!st_model_is_first(m) || !st_model_is_last(m)))
         return st_err(ST_ENOTSUP, "batcher: needs all layers of the model (loaded %d..%d of %d)", m->layer_start,
                       m->layer_end, m->cfg.n_layers);
     int max_ctx = m->cfg.ctx_len > 0 ? m->cfg.ctx_len : 4096;
@@ -83,9 +96,10 @@ int st_batcher_create(st_model *m, st_backend *be, const st_batcher_config *cfg,
     b->cfg.n_blocks = n_blocks;
     b->max_ctx = max_ctx;
     b->vocab = m->cfg.vocab_size;
-    if ((rc = st_kv_init(&b->kv, m, be, n_blocks, c.block_size)))
+    /* with an external executor the KV and activations live where it runs */
+    if (!c.external_exec && (rc = st_kv_init(&b->kv, m, be, n_blocks, c.block_size)))
         goto fail;
-    if ((rc = st_fwd_init(&b->fwd, m, be, c.max_num_tokens_per_batch, c.max_batch_size)))
+    if (!c.external_exec && (rc = st_fwd_init(&b->fwd, m, be, c.max_num_tokens_per_batch, c.max_batch_size)))
         goto fail;
     if ((rc = st_kv_blocks_create(n_blocks, c.block_size, c.prefix_cache, &b->kb)))
         goto fail;
@@ -98,13 +112,13 @@ int st_batcher_create(st_model *m, st_backend *be, const st_batcher_config *cfg,
     pthread_mutex_init(&b->stats_mu, NULL);
     b->next_id = 1;
     b->watermark = ST_MAX(1, n_blocks / 100);
-    b->exec = exec_local;
-    b->exec_ctx = b;
-    ST_INFO("batcher: %d KV blocks of %d tokens (%.1f MiB), context %d, batch %d seqs / %d tokens, prefix cache %s",
+    st_batcher_set_executor(b, NULL, NULL);
+    ST_INFO("batcher: %d KV blocks of %d tokens (%.1f MiB%s), context %d, batch %d seqs / %d tokens, prefix cache %s",
             n_blocks, c.block_size,
             (double)n_blocks * st_kv_block_bytes(m->cfg.n_layers, m->cfg.n_kv_heads, m->cfg.head_dim, 2, c.block_size) /
                 (1 << 20),
-            max_ctx, c.max_batch_size, c.max_num_tokens_per_batch, c.prefix_cache ? "on" : "off");
+            c.external_exec ? ", held by the external executor" : "", max_ctx, c.max_batch_size,
+            c.max_num_tokens_per_batch, c.prefix_cache ? "on" : "off");
     sched_publish_stats(b);
     *out = b;
     return ST_OK;
@@ -315,12 +329,17 @@ void st_batcher_get_stats(st_batcher *b, st_batcher_stats *s)
 
 void st_batcher_set_executor(st_batcher *b, st_batch_executor fn, void *ctx)
 {
-    b->exec = fn ? fn : exec_local;
+    b->exec = fn ? fn : b->cfg.external_exec ? exec_none : exec_local;
     b->exec_ctx = fn ? ctx : b;
 }
 
 struct st_kv_blocks *st_batcher_kv(st_batcher *b) { return b->kb; }
 int st_batcher_max_ctx(const st_batcher *b) { return b->max_ctx; }
+
+size_t st_batcher_local_kv_bytes(const st_batcher *b)
+{
+    return b->kv.k ? 2 * (size_t)b->kv.n_layers * (size_t)b->kv.n_blocks * b->kv.block_bytes : 0;
+}
 
 /* ---- synchronous helper ------------------------------------------------------------------ */
 typedef struct gen_wait {

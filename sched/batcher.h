@@ -122,6 +122,11 @@ typedef struct st_batcher_config {
     int max_ctx;                  /* <= 0: the model's context length; always capped so that one
                                      sequence fits in the whole cache */
     int prefix_cache;             /* 1 (default): share full prompt blocks between requests */
+    int external_exec;            /* 1: another executor (st_batcher_set_executor, e.g. a pipeline)
+                                     runs every batch; the batcher keeps its block manager, scheduling
+                                     and sampling but allocates no KV cache or activations, and its
+                                     model supplies only the geometry and tokenizer (any layer range).
+                                     0 (default): the local st_forward over all layers */
 } st_batcher_config;
 
 st_batcher_config st_batcher_config_default(void);
@@ -147,6 +152,9 @@ typedef struct st_batcher_stats {
 typedef struct st_batcher st_batcher;
 
 /* Allocate the KV cache and activations for model m (all layers) on be.
+ * With cfg->external_exec, m may hold any layer range (only m->cfg and
+ * m->tok are read), nothing is allocated on be (which may be NULL), and
+ * every step fails until st_batcher_set_executor installs an executor.
  * The batcher borrows m and be; they must outlive it. */
 int st_batcher_create(st_model *m, st_backend *be, const st_batcher_config *cfg, st_batcher **out);
 /* Stops the loop thread if running, finishes what is left with ABORT. */
@@ -177,14 +185,19 @@ void st_batcher_get_stats(st_batcher *b, st_batcher_stats *s);
 /* The block manager (for tests and metrics; touch only while no loop thread runs). */
 struct st_kv_blocks *st_batcher_kv(st_batcher *b);
 int st_batcher_max_ctx(const st_batcher *b);
+/* Bytes of KV cache this batcher allocated on its backend (K and V, all
+ * layers): 0 with external_exec, whose executor holds the KV. */
+size_t st_batcher_local_kv_bytes(const st_batcher *b);
 
 /* Runs one step's batch and leaves the logits of its sb->n_logit_rows rows,
  * (n_logit_rows, vocab) f32, in host memory `logits`. Returns ST_OK or an
  * error (the batch's requests then end with ST_FINISH_ERROR). The default
  * runs st_forward on this machine's backend and KV cache; a pipeline sends
- * the same batch to its stages instead. */
+ * the same batch to its stages instead (create that batcher with
+ * external_exec so it holds no KV or activations of its own). */
 typedef int (*st_batch_executor)(void *ctx, const st_sched_batch *sb, float *logits);
-/* Replace the executor (NULL: the local forward). Only while no loop thread runs. */
+/* Replace the executor (NULL: the local forward, or with external_exec an
+ * executor that fails every step). Only while no loop thread runs. */
 void st_batcher_set_executor(st_batcher *b, st_batch_executor fn, void *ctx);
 
 /* ---- synchronous convenience (tests, CLI) ------------------------------------- */

@@ -2,6 +2,8 @@
  * (st_batcher_set_executor) that runs the head's own first layer range
  * locally, sends the hidden states (or, with no local layers, the token
  * ids) to the first remote stage, and waits for the last stage's logits.
+ * Create that batcher with st_batcher_config.external_exec: it then holds
+ * no KV cache or activations, only the block manager this geometry mirrors.
  *
  *   head (batcher, layers [0,k)) --next--> stage [k,j) --> ... --> stage [i,n) --back--> head
  *

@@ -173,10 +173,8 @@ int st_cmd_serve(int argc, char **argv)
         return rc;
     }
 
-    /* the head: batcher (it sees the whole model's geometry; its own KV and
-     * activations stay untouched when the pipeline executes), pipeline, API */
-    st_model view = *m;
-    view.layer_end = m->cfg.n_layers;
+    /* the head: batcher (with a pipeline it only schedules and samples: the
+     * pipeline executor holds the KV and activations), pipeline, API */
     st_listener *back_l = NULL;
     st_link *nk = NULL, *bk = NULL;
     st_pipeline *p = NULL;
@@ -185,7 +183,8 @@ int st_cmd_serve(int argc, char **argv)
         rc = st_cli_fail(V, st_err(ST_EINVAL, "%s has no tokenizer", path));
         goto out;
     }
-    if ((rc = st_batcher_create(whole ? m : &view, be, &bc, &b))) {
+    bc.external_exec = !whole;
+    if ((rc = st_batcher_create(m, be, &bc, &b))) {
         rc = st_cli_fail(V, rc);
         goto out;
     }

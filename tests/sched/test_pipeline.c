@@ -1,6 +1,7 @@
 /* A manual pipeline inside one process: the head's batcher runs layers
  * [0,k) and the pipeline executor, stages run on threads behind real tcp
- * and shm links. Greedy tokens of several concurrent requests must be
+ * and shm links. The head's batcher is external_exec: it must allocate no
+ * KV cache of its own. Greedy tokens of several concurrent requests must be
  * IDENTICAL to the single-machine batcher; a stage that goes away fails the
  * requests with an error instead of hanging; malformed messages are
  * refused with an error reply and the stage keeps serving. */
@@ -13,6 +14,7 @@
 #include "../../common/st_common.h"
 #include "../../sched/pipeline.h"
 #include "../../sched/pipeline_msg.h"
+#include "../../sched/kv_blocks.h"
 #include "../../sched/pipeline_stage.h"
 #include "../test.h"
 #include "batcher_util.h"
@@ -61,8 +63,7 @@ typedef struct pipe_rig {
     stage_thr st[MAXS];
     st_listener *back_l;
     st_link *next, *back;
-    st_model *head;
-    st_model view;         /* the head model as the batcher sees it (all layers) */
+    st_model *head;        /* the head's layers; the batcher reads its geometry and tokenizer */
     st_backend *be;
     st_pipeline *p;
     st_batcher *b;
@@ -99,14 +100,18 @@ static int rig_up(pipe_rig *r, const char *path, const char *transport, const in
     CHECK(st_accept(r->back_l, 20000, &r->back) == ST_OK);
 
     r->be = st_backend_cpu_create(1);
-    r->view = *r->head;
-    r->view.layer_end = n_layers; /* the batcher wants every layer; its own KV/activations stay untouched */
     st_batcher_config bc = st_batcher_config_default();
     bc.n_blocks = n_blocks;
     bc.max_batch_size = 8;
     bc.max_num_tokens_per_batch = 64;
-    if (st_batcher_create(&r->view, r->be, &bc, &r->b) != ST_OK)
+    bc.external_exec = 1; /* the pipeline holds the KV and activations */
+    if (st_batcher_create(r->head, r->be, &bc, &r->b) != ST_OK)
         return st_err(ST_EINVAL, "batcher: %s", st_errmsg());
+    CHECKF(st_batcher_local_kv_bytes(r->b) == 0, "external_exec batcher allocated %zu KV bytes",
+           st_batcher_local_kv_bytes(r->b));
+    st_batcher_stats bs;
+    st_batcher_get_stats(r->b, &bs);
+    CHECK(bs.kv_blocks_total == n_blocks); /* its block manager still covers the stages' KV */
     st_pipeline_config pc = {.local = cuts[0] ? r->head : NULL, .model = &r->head->cfg, .be = r->be, .next = r->next, .back = r->back, .act_dtype = act_dt,
                              .n_blocks = n_blocks, .block_size = bc.block_size, .max_tokens = 64, .max_seqs = 8,
                              .setup_timeout_ms = 20000};
@@ -184,6 +189,11 @@ static void reference(const char *path, bu_result *ref)
     bc.max_num_tokens_per_batch = 64;
     st_batcher *b;
     CHECK(st_batcher_create(m, be, &bc, &b) == ST_OK);
+    /* the default (local) batcher holds the whole model's KV */
+    const st_model_config *c = &m->cfg;
+    size_t want = (size_t)bc.n_blocks * st_kv_block_bytes(c->n_layers, c->n_kv_heads, c->head_dim, 2, bc.block_size);
+    CHECKF(want > 0 && st_batcher_local_kv_bytes(b) == want, "local batcher KV: %zu bytes, expected %zu",
+           st_batcher_local_kv_bytes(b), want);
     run_all(b, ref);
     for (int i = 0; i < NREQ; i++)
         CHECK(ref[i].n_tokens == GEN && ref[i].finish == ST_FINISH_LENGTH);
@@ -212,6 +222,43 @@ static void check_identical(const char *path, const char *transport, const int *
         CHECK(st_pipeline_error(r.p) == 0);
     }
     rig_down(&r);
+}
+
+/* An external_exec batcher with no executor installed (and no backend):
+ * requests end with an error, nothing crashes; a head model that does not
+ * hold every layer is refused without external_exec. */
+static void check_external_without_executor(const char *path)
+{
+    st_model *m;
+    CHECK(st_model_load(path, 0, 1, &m) == ST_OK);
+    make_prompts(m->cfg.vocab_size);
+    st_batcher_config bc = st_batcher_config_default();
+    bc.n_blocks = 16;
+    st_batcher *b = NULL;
+    st_backend *be = st_backend_cpu_create(1);
+    if (m->cfg.n_layers > 1)
+        CHECK(st_batcher_create(m, be, &bc, &b) == ST_ENOTSUP && !b);
+    bc.external_exec = 1;
+    CHECK(st_batcher_create(m, NULL, &bc, &b) == ST_OK);
+    if (b) {
+        CHECK(st_batcher_local_kv_bytes(b) == 0);
+        st_request q = st_request_default();
+        q.prompt = prompts[1];
+        q.n_prompt = n_prompt[1];
+        q.max_tokens = 3;
+        st_batcher_result res;
+        st_batcher_generate(b, &q, &res); /* ST_OK: the request itself carries the error */
+        CHECKF(res.finish == ST_FINISH_ERROR && res.n_tokens == 0, "no executor: finish %d after %d tokens",
+               (int)res.finish, res.n_tokens);
+        st_batcher_result_free(&res);
+        st_batcher_set_executor(b, NULL, NULL); /* still no local forward to fall back to */
+        st_batcher_generate(b, &q, &res);
+        CHECK(res.finish == ST_FINISH_ERROR && res.n_tokens == 0);
+        st_batcher_result_free(&res);
+        st_batcher_destroy(b);
+    }
+    st_backend_destroy(be);
+    st_model_free(m);
 }
 
 /* ---- a stage that goes away ------------------------------------------------------------ */
@@ -447,6 +494,7 @@ int main(void)
     CHECK(st_model_load(tiny, 0, -1, &m) == ST_OK);
     int n = m->cfg.n_layers;
     st_model_free(m);
+    check_external_without_executor(tiny);
     int cuts[2] = {n / 3, n / 3 + 1}; /* the middle stage (st[0]) is the one that dies */
     check_stage_death(tiny, "tcp", cuts);
     check_stage_death(tiny, "shm", cuts);
