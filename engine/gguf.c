@@ -22,6 +22,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../common/name_index.h"
 #include "../common/st_common.h"
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
@@ -83,12 +84,6 @@ typedef struct {
     size_t *str_offs;        /* STRING arrays: (n,) offset of each element's length field */
 } kv_entry;
 
-/* Open-addressing hash index over names: slots hold index + 1 (0 = empty). */
-typedef struct {
-    uint32_t *slots;
-    size_t mask;
-} name_index;
-
 struct st_gguf {
     const uint8_t *base;
     size_t size;
@@ -99,7 +94,7 @@ struct st_gguf {
     st_tensor *tensors;
     uint32_t *raw_types; /* (n_tensors,) */
     size_t n_tensors;
-    name_index kv_index, tensor_index;
+    st_name_index kv_index, tensor_index;
 };
 
 typedef struct {
@@ -174,42 +169,20 @@ static int scalar_size(uint32_t t)
     }
 }
 
-/* ---- name index ---------------------------------------------------------------------- */
-static uint64_t hash_name(const char *s, size_t n)
+/* ---- name indexes ---------------------------------------------------------------------- */
+static const char *kv_name_at(const void *ctx, uint32_t i, size_t *len)
 {
-    uint64_t h = 1469598103934665603ull; /* FNV-1a */
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ (uint8_t)s[i]) * 1099511628211ull;
-    return h ^ (h >> 29);
+    const kv_entry *kv = &((const st_gguf *)ctx)->kv[i];
+    *len = kv->key_len;
+    return kv->key;
 }
 
-static void index_init(name_index *ix, size_t n)
+static const char *tensor_name_at(const void *ctx, uint32_t i, size_t *len)
 {
-    size_t cap = 16;
-    while (cap < 2 * n)
-        cap *= 2;
-    ix->slots = st_xcalloc(cap, sizeof *ix->slots);
-    ix->mask = cap - 1;
+    const char *name = ((const st_gguf *)ctx)->tensors[i].name;
+    *len = strlen(name);
+    return name;
 }
-
-/* Find `name` (len n) among entries; `name_at(i)` gives entry i's name. */
-#define INDEX_PROBE(ix, s, n, name_at, len_at, on_found, on_empty)                                        \
-    for (size_t slot_ = hash_name(s, n) & (ix)->mask;; slot_ = (slot_ + 1) & (ix)->mask) {               \
-        uint32_t v_ = (ix)->slots[slot_];                                                              \
-        if (!v_) {                                                                                     \
-            on_empty;                                                                                  \
-            break;                                                                                     \
-        }                                                                                              \
-        if (len_at(v_ - 1) == (n) && memcmp(name_at(v_ - 1), s, n) == 0) {                             \
-            on_found;                                                                                  \
-            break;                                                                                     \
-        }                                                                                              \
-    }
-
-#define KV_NAME(i) g->kv[i].key
-#define KV_LEN(i) g->kv[i].key_len
-#define T_NAME(i) g->tensors[i].name
-#define T_LEN(i) strlen(g->tensors[i].name)
 
 /* ---- metadata parsing ------------------------------------------------------------------ */
 
@@ -308,10 +281,7 @@ static int parse_kvs(st_gguf *g, cursor *c, size_t n_kv)
         kv->type = (st_gguf_type)t;
         if ((rc = parse_value(c, t, 0, kv)))
             return rc;
-        int dup = 0;
-        INDEX_PROBE(&g->kv_index, kv->key, kv->key_len, KV_NAME, KV_LEN, dup = 1,
-                    g->kv_index.slots[slot_] = (uint32_t)i + 1);
-        if (dup)
+        if (st_name_index_add(&g->kv_index, (uint32_t)i) >= 0)
             return bad(c, ST_EINVAL, "duplicate metadata key %s", kv->key);
     }
     return ST_OK;
@@ -423,7 +393,7 @@ static int parse(st_gguf *g, const char *name, int flags)
         return bad(&c, ST_EINVAL, "too many entries");
 
     g->kv = st_xcalloc((size_t)n_kv ? (size_t)n_kv : 1, sizeof *g->kv);
-    index_init(&g->kv_index, (size_t)n_kv);
+    st_name_index_init(&g->kv_index, (size_t)n_kv, kv_name_at, g);
     if ((rc = parse_kvs(g, &c, (size_t)n_kv)))
         return rc;
 
@@ -442,16 +412,12 @@ static int parse(st_gguf *g, const char *name, int flags)
 
     g->tensors = st_xcalloc((size_t)n_tensors ? (size_t)n_tensors : 1, sizeof *g->tensors);
     g->raw_types = st_xcalloc((size_t)n_tensors ? (size_t)n_tensors : 1, sizeof *g->raw_types);
-    index_init(&g->tensor_index, (size_t)n_tensors);
+    st_name_index_init(&g->tensor_index, (size_t)n_tensors, tensor_name_at, g);
     for (size_t i = 0; i < n_tensors; i++) {
         if ((rc = parse_tensor(g, &c, i, flags)))
             return rc;
-        const char *nm = g->tensors[i].name;
-        size_t nl = strlen(nm);
-        int dup = 0;
-        INDEX_PROBE(&g->tensor_index, nm, nl, T_NAME, T_LEN, dup = 1, g->tensor_index.slots[slot_] = (uint32_t)i + 1);
-        if (dup)
-            return bad(&c, ST_EINVAL, "duplicate tensor name %s", nm);
+        if (st_name_index_add(&g->tensor_index, (uint32_t)i) >= 0)
+            return bad(&c, ST_EINVAL, "duplicate tensor name %s", g->tensors[i].name);
     }
     return place_tensors(g, &c, alignment);
 }
@@ -470,8 +436,8 @@ void st_gguf_close(st_gguf *g)
         free((void *)g->tensors[i].name);
     free(g->tensors);
     free(g->raw_types);
-    free(g->kv_index.slots);
-    free(g->tensor_index.slots);
+    st_name_index_free(&g->kv_index);
+    st_name_index_free(&g->tensor_index);
     if (g->mapped)
         st_unmap_file(g->base, g->size);
     free(g);
@@ -527,12 +493,7 @@ st_gguf_type st_gguf_kv_type(const st_gguf *g, size_t i)
 
 int64_t st_gguf_find_key(const st_gguf *g, const char *key)
 {
-    if (!key || !g->kv_index.slots)
-        return -1;
-    size_t n = strlen(key);
-    int64_t found = -1;
-    INDEX_PROBE(&g->kv_index, key, n, KV_NAME, KV_LEN, found = (int64_t)v_ - 1, (void)0);
-    return found;
+    return key ? st_name_index_find(&g->kv_index, key, strlen(key)) : -1;
 }
 
 static int lookup(const st_gguf *g, const char *key, const kv_entry **out)
@@ -693,10 +654,6 @@ uint32_t st_gguf_tensor_raw_type(const st_gguf *g, size_t i) { return i < g->n_t
 
 const st_tensor *st_gguf_find_tensor(const st_gguf *g, const char *name)
 {
-    if (!name || !g->tensor_index.slots)
-        return NULL;
-    size_t n = strlen(name);
-    const st_tensor *found = NULL;
-    INDEX_PROBE(&g->tensor_index, name, n, T_NAME, T_LEN, found = &g->tensors[v_ - 1], (void)0);
-    return found;
+    int64_t i = name ? st_name_index_find(&g->tensor_index, name, strlen(name)) : -1;
+    return i >= 0 ? &g->tensors[i] : NULL;
 }

@@ -21,6 +21,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../common/name_index.h"
 #include "../common/st_common.h"
 
 #define ST_MAX_HEADER (100u << 20) /* 100 MB: far above any real header */
@@ -38,48 +39,30 @@ struct st_safetensors {
     st_tensor *tensors;  /* names are owned copies */
     uint32_t *shard_of;  /* (n_tensors,) index into shards */
     size_t n_tensors, cap_tensors;
-    uint32_t *slots;     /* open-addressing index over tensor names: index + 1, 0 = empty */
-    size_t mask;
+    st_name_index index; /* tensor names */
     st_json *config;
     char *dir;
 };
 
 /* ---- name index ----------------------------------------------------------------------- */
-static uint64_t hash_name(const char *s)
+static const char *tensor_name_at(const void *ctx, uint32_t i, size_t *len)
 {
-    uint64_t h = 1469598103934665603ull; /* FNV-1a */
-    for (; *s; s++)
-        h = (h ^ (uint8_t)*s) * 1099511628211ull;
-    return h ^ (h >> 29);
+    const char *name = ((const st_safetensors *)ctx)->tensors[i].name;
+    *len = strlen(name);
+    return name;
 }
 
 static void index_build(st_safetensors *st)
 {
-    size_t cap = 16;
-    while (cap < 2 * st->n_tensors)
-        cap *= 2;
-    free(st->slots);
-    st->slots = st_xcalloc(cap, sizeof *st->slots);
-    st->mask = cap - 1;
-    for (size_t i = 0; i < st->n_tensors; i++) {
-        size_t s = hash_name(st->tensors[i].name) & st->mask;
-        while (st->slots[s])
-            s = (s + 1) & st->mask;
-        st->slots[s] = (uint32_t)i + 1;
-    }
+    st_name_index_free(&st->index);
+    st_name_index_init(&st->index, st->n_tensors, tensor_name_at, st);
+    for (size_t i = 0; i < st->n_tensors; i++)
+        st_name_index_add(&st->index, (uint32_t)i);
 }
 
 static int64_t find_index(const st_safetensors *st, const char *name)
 {
-    if (!st->slots || !name)
-        return -1;
-    for (size_t s = hash_name(name) & st->mask;; s = (s + 1) & st->mask) {
-        uint32_t v = st->slots[s];
-        if (!v)
-            return -1;
-        if (strcmp(st->tensors[v - 1].name, name) == 0)
-            return (int64_t)v - 1;
-    }
+    return name ? st_name_index_find(&st->index, name, strlen(name)) : -1;
 }
 
 /* ---- one file's header ------------------------------------------------------------------ */
@@ -266,7 +249,7 @@ void st_safetensors_close(st_safetensors *st)
         free((void *)st->tensors[i].name);
     free(st->tensors);
     free(st->shard_of);
-    free(st->slots);
+    st_name_index_free(&st->index);
     for (size_t i = 0; i < st->n_shards; i++) {
         if (st->shards[i].mapped)
             st_unmap_file(st->shards[i].base, st->shards[i].size);

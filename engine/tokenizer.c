@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../common/name_index.h"
 #include "../common/st_common.h"
 #include "tok_internal.h"
 #include "tok_nfc.h"
@@ -46,20 +47,13 @@ void tok_set(st_tokenizer *t, int32_t id, const char *text, size_t len, float sc
     e->type = (uint8_t)type;
 }
 
-static uint64_t hash_bytes(const char *s, size_t n)
-{
-    uint64_t h = 0xcbf29ce484222325ULL; /* FNV-1a */
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ (unsigned char)s[i]) * 0x100000001b3ULL;
-    return h ^ (h >> 29);
-}
 
 int32_t tok_find(const st_tokenizer *t, const char *text, size_t len)
 {
     if (!t->hash_cap)
         return -1;
     size_t mask = t->hash_cap - 1;
-    for (size_t i = hash_bytes(text, len) & mask;; i = (i + 1) & mask) {
+    for (size_t i = st_hash_bytes(text, len) & mask;; i = (i + 1) & mask) {
         int32_t id = t->hash[i];
         if (id < 0)
             return -1;
@@ -124,7 +118,7 @@ int tok_index(st_tokenizer *t)
     for (int32_t id = 0; id < t->n_vocab; id++) {
         tok_entry *e = &t->tok[id];
         if (e->text_len && tok_find(t, tok_text(t, id), e->text_len) < 0) { /* first id wins */
-            size_t i = hash_bytes(tok_text(t, id), e->text_len) & (cap - 1);
+            size_t i = st_hash_bytes(tok_text(t, id), e->text_len) & (cap - 1);
             while (t->hash[i] >= 0)
                 i = (i + 1) & (cap - 1);
             t->hash[i] = id;
