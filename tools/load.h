@@ -34,9 +34,15 @@ int st_cli_extra_arg(const char *verb, const char *arg);
 void st_cli_install_stop_signals(void);
 volatile int *st_cli_stop_flag(void);
 
+/* The API defaults of `strait run` and `strait serve`: localhost:3001,
+ * 5 s shutdown grace, model name from the model's path. */
+st_http_server_config st_cli_api_config_default(void);
+
 /* Start batcher b, serve the OpenAI API in front of it (hc->tok and
- * hc->backend are filled here) until a stop signal, then stop the server and
- * the batcher. The caller destroys b. Returns the process exit code. */
-int st_cli_serve_batcher(const char *verb, st_http_server_config *hc, st_batcher *b, const st_tokenizer *tok);
+ * hc->backend are filled here; a NULL hc->model_name becomes the base name
+ * of model_path) until a stop signal, then stop the server and the batcher.
+ * The caller destroys b. Returns the process exit code. */
+int st_cli_serve_batcher(const char *verb, st_http_server_config *hc, st_batcher *b, const char *model_path,
+                         const st_tokenizer *tok);
 
 #endif

@@ -57,12 +57,9 @@ int st_cmd_run(int argc, char **argv)
         {"verbose", 0, 0, 'v'},    {"help", 0, 0, 'h'},        {0, 0, 0, 0},
     };
     const char *V = "run", *model = NULL, *device = NULL;
-    st_http_server_config hc = st_http_server_config_default();
+    st_http_server_config hc = st_cli_api_config_default();
     st_batcher_config bc = st_batcher_config_default();
-    hc.host = "localhost";
-    hc.port = 3001;
-    hc.shutdown_grace_ms = 5000;
-    int threads = 0, c, bad = 0, n_keys = 0, maxbody = 0, name_given = 0;
+    int threads = 0, c, bad = 0, n_keys = 0, maxbody = 0;
     uint64_t kvmem = 0;
     const char **keys = NULL;
     opterr = 0;
@@ -80,7 +77,7 @@ int st_cmd_run(int argc, char **argv)
         case O_KVMEM: bad = st_opt_u64(V, "kv-cache-memory", optarg, &kvmem); break;
         case O_CTX: bad = st_opt_int(V, "ctx", optarg, 16, 1 << 22, &bc.max_ctx); break;
         case O_NOPREFIX: bc.prefix_cache = 0; break;
-        case O_NAME: hc.model_name = optarg, name_given = 1; break;
+        case O_NAME: hc.model_name = optarg; break;
         case O_KEY:
             keys = st_xrealloc(keys, (size_t)(n_keys + 1) * sizeof *keys);
             keys[n_keys++] = optarg;
@@ -126,16 +123,12 @@ int st_cmd_run(int argc, char **argv)
         free(keys);
         return st_cli_fail(V, st_err(ST_EINVAL, "%s has no tokenizer", cm.model->path));
     }
-    if (!name_given) {
-        const char *slash = strrchr(cm.model->path, '/');
-        hc.model_name = slash ? slash + 1 : cm.model->path;
-    }
     st_batcher *b = NULL;
     st_cli_install_stop_signals();
     if ((rc = st_batcher_create(cm.model, cm.backend, &bc, &b)))
         rc = st_cli_fail(V, rc);
     else
-        rc = st_cli_serve_batcher(V, &hc, b, cm.model->tok);
+        rc = st_cli_serve_batcher(V, &hc, b, cm.model->path, cm.model->tok);
     if (b)
         st_batcher_destroy(b);
     st_cli_unload(&cm);

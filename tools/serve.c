@@ -96,12 +96,9 @@ int st_cmd_serve(int argc, char **argv)
         {"verbose", 0, 0, 'v'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0},
     };
     const char *V = "serve", *model = NULL, *device = NULL, *listen = NULL, *next = NULL, *transport = "tcp";
-    st_http_server_config hc = st_http_server_config_default();
+    st_http_server_config hc = st_cli_api_config_default();
     st_batcher_config bc = st_batcher_config_default();
-    hc.host = "localhost";
-    hc.port = 3001;
-    hc.shutdown_grace_ms = 5000;
-    int start = -1, end = -1, threads = 0, act = ST_ACT_F32, c, bad = 0, name_given = 0;
+    int start = -1, end = -1, threads = 0, act = ST_ACT_F32, c, bad = 0;
     opterr = 0;
     optind = 1;
     while ((c = getopt_long(argc, argv, ":m:t:vh", lo, NULL)) != -1) {
@@ -126,7 +123,7 @@ int st_cmd_serve(int argc, char **argv)
         case O_MAXBS: bad = st_opt_int(V, "max-batch-size", optarg, 1, 4096, &bc.max_batch_size); break;
         case O_KVB: bad = st_opt_int(V, "kv-blocks", optarg, 1, 1 << 28, &bc.n_blocks); break;
         case O_CTX: bad = st_opt_int(V, "ctx", optarg, 16, 1 << 22, &bc.max_ctx); break;
-        case O_NAME: hc.model_name = optarg, name_given = 1; break;
+        case O_NAME: hc.model_name = optarg; break;
         case 'h': fputs(usage, stdout); return 0;
         case ':': return st_cli_missing_value(V, argv, optopt);
         default: return st_cli_unknown_option(V, argv, optopt);
@@ -210,11 +207,7 @@ int st_cmd_serve(int argc, char **argv)
         }
         st_batcher_set_executor(b, st_pipeline_exec, p);
     }
-    if (!name_given) {
-        const char *slash = strrchr(path, '/');
-        hc.model_name = slash ? slash + 1 : path;
-    }
-    rc = st_cli_serve_batcher(V, &hc, b, m->tok);
+    rc = st_cli_serve_batcher(V, &hc, b, path, m->tok);
 out:
     if (b)
         st_batcher_destroy(b);

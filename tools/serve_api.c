@@ -30,7 +30,18 @@ void st_cli_install_stop_signals(void)
 
 volatile int *st_cli_stop_flag(void) { return &stop_requested; }
 
-int st_cli_serve_batcher(const char *verb, st_http_server_config *hc, st_batcher *b, const st_tokenizer *tok)
+st_http_server_config st_cli_api_config_default(void)
+{
+    st_http_server_config hc = st_http_server_config_default();
+    hc.host = "localhost";
+    hc.port = 3001;
+    hc.shutdown_grace_ms = 5000;
+    hc.model_name = NULL;
+    return hc;
+}
+
+int st_cli_serve_batcher(const char *verb, st_http_server_config *hc, st_batcher *b, const char *model_path,
+                         const st_tokenizer *tok)
 {
     st_gen_backend *gen = NULL;
     st_http_server *srv = NULL;
@@ -38,6 +49,10 @@ int st_cli_serve_batcher(const char *verb, st_http_server_config *hc, st_batcher
     if ((rc = st_batcher_start(b)) || (rc = st_gen_batcher_create(b, tok, &gen))) {
         rc = st_cli_fail(verb, rc);
         goto out;
+    }
+    if (!hc->model_name) {
+        const char *slash = strrchr(model_path, '/');
+        hc->model_name = slash ? slash + 1 : model_path;
     }
     hc->tok = tok;
     hc->backend = gen;
