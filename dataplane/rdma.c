@@ -609,55 +609,21 @@ fail:
     return rc ? rc : ST_EIO;
 }
 
-/* "HOST:PORT" -> addrinfo; passive for a listener */
-static int resolve(const char *addr, int passive, struct addrinfo **res)
-{
-    char host[128];
-    const char *colon = strrchr(addr, ':');
-    if (!colon || strlen(addr) >= sizeof host)
-        return st_err(ST_EINVAL, "rdma: address '%s' is not HOST:PORT (the TCP control channel)", addr);
-    size_t hl = (size_t)(colon - addr);
-    const char *h = addr;
-    if (addr[0] == '[' && hl >= 2 && addr[hl - 1] == ']')
-        h++, hl -= 2;
-    memcpy(host, h, hl);
-    host[hl] = 0;
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
-                             .ai_flags = AI_NUMERICSERV | (passive ? AI_PASSIVE : 0)};
-    int e = getaddrinfo(hl ? host : NULL, colon + 1, &hints, res);
-    return e ? st_err(ST_EINVAL, "rdma: cannot resolve '%s': %s", addr, gai_strerror(e)) : ST_OK;
-}
-
 static int rdma_listen(const char *addr, const st_link_opts *o, st_listener **out)
 {
     /* fail here, not at the first accept, when there is nothing to run on */
     int rc = st_rdma_probe();
     if (rc)
         return rc;
-    struct addrinfo *res;
-    if ((rc = resolve(addr, 1, &res)))
+    int fd;
+    char name[sizeof ((st_listener *)0)->addr];
+    if ((rc = tcp_listen_socket("rdma", addr, &fd, name, sizeof name)))
         return rc;
-    int fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0), one = 1;
-    if (fd >= 0)
-        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    if (fd < 0 || bind(fd, res->ai_addr, res->ai_addrlen) != 0 || listen(fd, 64) != 0) {
-        rc = st_err(ST_EIO, "rdma: listen on %s: %s", addr, strerror(errno));
-        freeaddrinfo(res);
-        if (fd >= 0)
-            close(fd);
-        return rc;
-    }
-    freeaddrinfo(res);
     rdma_listener *l = st_xcalloc(1, sizeof *l);
     l->base.ops = &st_rdma_ops;
     l->base.opts = *o;
     l->fd = fd;
-    struct sockaddr_storage ss;
-    socklen_t sl = sizeof ss;
-    char h[64] = "?", p[16] = "0";
-    if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0)
-        getnameinfo((struct sockaddr *)&ss, sl, h, sizeof h, p, sizeof p, NI_NUMERICHOST | NI_NUMERICSERV);
-    snprintf(l->base.addr, sizeof l->base.addr, ss.ss_family == AF_INET6 ? "[%s]:%s" : "%s:%s", h, p);
+    memcpy(l->base.addr, name, sizeof name);
     *out = &l->base;
     return ST_OK;
 }
@@ -691,7 +657,7 @@ static int rdma_connect(const char *addr, const st_link_opts *o, int timeout_ms,
     if (rc)
         return rc;
     struct addrinfo *res;
-    if ((rc = resolve(addr, 0, &res)))
+    if ((rc = tcp_resolve(addr, 0, &res)))
         return rc;
     if (timeout_ms < 0)
         timeout_ms = 10000;

@@ -25,8 +25,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-/* "host:port" or "[v6]:port" -> getaddrinfo result */
-static int resolve(const char *addr, int passive, struct addrinfo **res)
+/* "host:port" or "[v6]:port" -> getaddrinfo result (see tcp_impl.h) */
+int tcp_resolve(const char *addr, int passive, struct addrinfo **res)
 {
     char host[128];
     const char *colon = strrchr(addr, ':');
@@ -94,10 +94,10 @@ int tcp_io_full(int fd, void *buf, size_t n, int is_write, int timeout_ms)
 }
 
 /* ---- listener ------------------------------------------------------------------------- */
-int tcp_listen(const char *addr, const st_link_opts *o, st_listener **out)
+int tcp_listen_socket(const char *who, const char *addr, int *fd_out, char *name, size_t cap)
 {
     struct addrinfo *res;
-    int rc = resolve(addr, 1, &res);
+    int rc = tcp_resolve(addr, 1, &res);
     if (rc)
         return rc;
     int fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -105,24 +105,36 @@ int tcp_listen(const char *addr, const st_link_opts *o, st_listener **out)
     if (fd >= 0)
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     if (fd < 0 || bind(fd, res->ai_addr, res->ai_addrlen) != 0 || listen(fd, 64) != 0) {
-        rc = st_err(ST_EIO, "tcp: listen on %s: %s", addr, strerror(errno));
+        rc = st_err(ST_EIO, "%s: listen on %s: %s", who, addr, strerror(errno));
         if (fd >= 0)
             close(fd);
         freeaddrinfo(res);
         return rc;
     }
     freeaddrinfo(res);
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    char host[64] = "?", port[16] = "0";
+    if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0)
+        getnameinfo((struct sockaddr *)&ss, sl, host, sizeof host, port, sizeof port, NI_NUMERICHOST | NI_NUMERICSERV);
+    snprintf(name, cap, ss.ss_family == AF_INET6 ? "[%s]:%s" : "%s:%s", host, port);
+    *fd_out = fd;
+    return ST_OK;
+}
+
+int tcp_listen(const char *addr, const st_link_opts *o, st_listener **out)
+{
+    int fd;
+    char name[sizeof ((st_listener *)0)->addr];
+    int rc = tcp_listen_socket("tcp", addr, &fd, name, sizeof name);
+    if (rc)
+        return rc;
     tcp_listener *l = st_xcalloc(1, sizeof *l);
     l->base.ops = &st_tcp_ops;
     l->base.opts = *o;
     l->fd = fd;
     l->refs = 1;
-    struct sockaddr_storage ss;
-    socklen_t sl = sizeof ss;
-    getsockname(fd, (struct sockaddr *)&ss, &sl);
-    char host[64], port[16];
-    getnameinfo((struct sockaddr *)&ss, sl, host, sizeof host, port, sizeof port, NI_NUMERICHOST | NI_NUMERICSERV);
-    snprintf(l->base.addr, sizeof l->base.addr, ss.ss_family == AF_INET6 ? "[%s]:%s" : "%s:%s", host, port);
+    memcpy(l->base.addr, name, sizeof name);
     *out = &l->base;
     return ST_OK;
 }
@@ -243,7 +255,7 @@ void tcp_listener_close(st_listener *base)
 static int dial(tcp_link *t, int resume, int timeout_ms)
 {
     struct addrinfo *res;
-    int rc = resolve(t->addr, 0, &res);
+    int rc = tcp_resolve(t->addr, 0, &res);
     if (rc)
         return rc;
     int fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);

@@ -104,6 +104,12 @@ void tcp_fill_hello(tcp_link *t, tcp_frame *f, int resume);
 
 /* tcp_conn.c */
 int tcp_set_sockopts(int fd, const st_link_opts *o);
+/* "HOST:PORT" or "[V6]:PORT" -> getaddrinfo result (passive: for a listener). */
+struct addrinfo;
+int tcp_resolve(const char *addr, int passive, struct addrinfo **res);
+/* A non-blocking listening socket on addr; its actual "host:port" (port 0
+ * resolved) goes to name. `who` prefixes error messages. */
+int tcp_listen_socket(const char *who, const char *addr, int *fd, char *name, size_t cap);
 int tcp_io_full(int fd, void *buf, size_t n, int is_write, int timeout_ms);
 /* Accept what is queued on the listener without blocking for long:
  * resumes attach to their links, new links queue for st_accept. */
