@@ -131,19 +131,29 @@ void st_link_ack(st_link *k, uint64_t upto)
 }
 
 /* ---- endpoints ------------------------------------------------------------------- */
-int st_listen(const char *transport, const char *addr, const st_link_opts *opts, st_listener **out)
+/* The transport named, checked options and a non-empty address: what
+ * listen and connect both need before calling the transport. */
+static int endpoint_prepare(const char *transport, const char *addr, const st_link_opts *opts, const char *what,
+                            const st_transport_ops **ops, st_link_opts *o)
 {
-    *out = NULL;
-    const st_transport_ops *ops = find(transport);
-    if (!ops)
+    *ops = find(transport);
+    if (!*ops)
         return st_err(ST_ENOTSUP, "transport '%s' is not built in", transport ? transport : "(null)");
-    st_link_opts o;
-    int rc = st_link_opts_check(opts, &o);
+    int rc = st_link_opts_check(opts, o);
     if (rc)
         return rc;
     if (!addr || !*addr)
-        return st_err(ST_EINVAL, "%s: empty listen address", ops->name);
-    return ops->listen(addr, &o, out);
+        return st_err(ST_EINVAL, "%s: empty %s address", (*ops)->name, what);
+    return ST_OK;
+}
+
+int st_listen(const char *transport, const char *addr, const st_link_opts *opts, st_listener **out)
+{
+    *out = NULL;
+    const st_transport_ops *ops;
+    st_link_opts o;
+    int rc = endpoint_prepare(transport, addr, opts, "listen", &ops, &o);
+    return rc ? rc : ops->listen(addr, &o, out);
 }
 
 const char *st_listener_addr(const st_listener *l) { return l->addr; }
@@ -163,16 +173,10 @@ void st_listener_close(st_listener *l)
 int st_connect(const char *transport, const char *addr, const st_link_opts *opts, int timeout_ms, st_link **out)
 {
     *out = NULL;
-    const st_transport_ops *ops = find(transport);
-    if (!ops)
-        return st_err(ST_ENOTSUP, "transport '%s' is not built in", transport ? transport : "(null)");
+    const st_transport_ops *ops;
     st_link_opts o;
-    int rc = st_link_opts_check(opts, &o);
-    if (rc)
-        return rc;
-    if (!addr || !*addr)
-        return st_err(ST_EINVAL, "%s: empty connect address", ops->name);
-    return ops->connect(addr, &o, timeout_ms, out);
+    int rc = endpoint_prepare(transport, addr, opts, "connect", &ops, &o);
+    return rc ? rc : ops->connect(addr, &o, timeout_ms, out);
 }
 
 /* ---- data ------------------------------------------------------------------------- */
