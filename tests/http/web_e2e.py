@@ -128,9 +128,13 @@ def run(url, shots, key):
         if key:
             p.wait("document.getElementById('health').textContent.includes('API key')", 20,
                    "the page says an API key is needed")
-            p.js("document.getElementById('open-settings').click()")
+        # Greedy decoding throughout: what the model answers, and so how long the replies
+        # are, is then the same on every run.
+        p.js("document.getElementById('open-settings').click()")
+        if key:
             p.js(f"document.getElementById('s-api-key').value = {json.dumps(key)}")
-            p.js("document.getElementById('s-save').click()")
+        p.js("document.getElementById('s-temperature').value = '0'")
+        p.js("document.getElementById('s-save').click()")
         p.wait("document.getElementById('health').textContent === 'ready'", 20, "health shows ready")
         model = p.wait("document.getElementById('model').textContent", 10, "the model name is shown")
         check(bool(model), f"model name shown: {model!r}")
@@ -166,9 +170,7 @@ def run(url, shots, key):
         check(p.js("document.getElementById('stop').hidden") is True, "stop button hidden when idle")
         p.shot(os.path.join(shots, "chat-desktop.png"))
 
-        # Settings: a large max tokens through the dialog, kept in localStorage. Greedy
-        # decoding, so the long answer below is the same every run (a sampled reply can end
-        # after a few tokens, before there is anything to stop).
+        # Settings: a large max tokens through the dialog, kept in localStorage.
         p.js("document.getElementById('open-settings').click()")
         check(p.js("document.getElementById('settings').open") is True, "settings dialog opens")
         p.js("document.getElementById('s-max-tokens').value = '1500';"
