@@ -61,6 +61,12 @@ struct st_http_server {
 int st_http_on_req(struct st_http_server *srv, h2o_req_t *req);
 /* Multithread receiver callback (openai.c). */
 void st_http_on_messages(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages);
+/* Extra routes (ext_routes.c): the route for req's path or NULL; serve it
+ * (API key already checked). Return 0. */
+const st_http_route *st_http_ext_find(struct st_http_server *srv, h2o_req_t *req);
+int st_http_ext_serve(struct st_http_server *srv, h2o_req_t *req, const st_http_route *rt);
+int st_http_ext_stream(struct st_http_server *srv, h2o_req_t *req, const st_http_route *rt, const char *query,
+                       size_t query_len);
 /* Abort every unfinished generation (shutdown). */
 void st_http_abort_all(struct st_http_server *srv);
 

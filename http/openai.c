@@ -512,6 +512,14 @@ int st_http_on_req(struct st_http_server *srv, h2o_req_t *req)
     for (int k = 0; k < (int)ST_ARRAY_LEN(routes); k++)
         if (is(path, routes[k].path))
             r = k;
+    const st_http_route *ext = r < 0 ? st_http_ext_find(srv, req) : NULL;
+    if (ext) {
+        if (!ext->public_route && !authorized(srv, req)) {
+            fail(req, 401, "authentication_error", NULL, "a valid API key is required: 'Authorization: Bearer KEY'");
+            return 0;
+        }
+        return st_http_ext_serve(srv, req, ext);
+    }
     if (r < 0) {
         char msg[160];
         snprintf(msg, sizeof msg, "no route for %s", rc->path);

@@ -180,6 +180,14 @@ int st_http_server_create(const st_http_server_config *cfg, st_http_server **out
         return st_err(ST_EINVAL, "http: port %d is out of range", cfg->port);
     struct st_http_server *srv = st_xcalloc(1, sizeof *srv);
     srv->cfg = *cfg;
+    if (cfg->n_routes > 0) {
+        st_http_route *rt = st_xmalloc((size_t)cfg->n_routes * sizeof *rt);
+        memcpy(rt, cfg->routes, (size_t)cfg->n_routes * sizeof *rt);
+        srv->cfg.routes = rt;
+    } else {
+        srv->cfg.routes = NULL;
+        srv->cfg.n_routes = 0;
+    }
     srv->listen_fd = -1;
     srv->wake_fd[0] = srv->wake_fd[1] = -1;
     srv->host = st_xstrdup(cfg->host ? cfg->host : "127.0.0.1");
@@ -332,6 +340,7 @@ void st_http_server_destroy(st_http_server *srv)
     for (int i = 0; i < srv->n_keys; i++)
         free(srv->keys[i]);
     free(srv->keys);
+    free((void *)srv->cfg.routes);
     /* nothing runs the loop any more, so only a back end still holding a
      * generation (a hard-deadline stop) can reach srv: keep it then */
     if (srv->n_inflight == 0) {

@@ -32,6 +32,32 @@
 extern "C" {
 #endif
 
+/* An extra endpoint served for the program embedding the server (the
+ * cluster's /cluster/..., tracing's /debug/...). handle runs on the
+ * event-loop thread and must not block: it fills *out and returns ST_OK,
+ * or returns an error whose st_errmsg() becomes the JSON error (ST_EINVAL
+ * 400, ST_ENOENT 404, ST_EAGAIN 503, else 500). With stream = 1 the route
+ * is a Server-Sent Events stream: handle is called at once and then every
+ * period_ms, and each body that differs from the last one sent goes out as
+ * one "data:" event, until the client leaves or the server stops. */
+typedef struct st_http_reply {
+    int status;                   /* default 200 */
+    const char *content_type;     /* default "application/json" */
+    char *body;                   /* malloc'd; the server frees it */
+    size_t len;
+} st_http_reply;
+
+typedef struct st_http_route {
+    const char *method;           /* "GET" (HEAD too) or "POST" */
+    const char *path;             /* exact path, without the query string */
+    int (*handle)(void *ctx, const char *query, size_t query_len, const char *body, size_t body_len,
+                  st_http_reply *out);
+    void *ctx;
+    int stream;                   /* 1: SSE, polled every period_ms */
+    int period_ms;                /* default 500 */
+    int public_route;             /* 1: no API key needed (like /health) */
+} st_http_route;
+
 typedef struct st_http_server_config {
     const char *host;             /* address to bind (default "127.0.0.1") */
     int port;                     /* 0: ephemeral (default 3001 in the CLI) */
@@ -49,6 +75,8 @@ typedef struct st_http_server_config {
     const char *chat_template;    /* template text overriding the tokenizer's, or NULL */
     st_gen_backend *backend;      /* borrowed; required */
     int log_requests;             /* 1 (default): one INFO line per request */
+    const st_http_route *routes;  /* (n_routes,) extra endpoints (copied; ctx borrowed) */
+    int n_routes;
 } st_http_server_config;
 
 st_http_server_config st_http_server_config_default(void);
