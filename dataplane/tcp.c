@@ -56,11 +56,46 @@ void tcp_fill_hello(tcp_link *t, tcp_frame *f, int resume)
     tcp_frame_seal(f);
 }
 
+/* ---- slow-link test hook ------------------------------------------------------------- */
+/* STRAIT_LINK_DELAY_MS=N (0 .. 60000), read once per link: every data
+ * message waits N ms between being queued and being written, as on a long
+ * path. Anything else in the variable is ignored with a warning. */
+static uint64_t delay_from_env(void)
+{
+    const char *s = getenv("STRAIT_LINK_DELAY_MS");
+    if (!s || !*s)
+        return 0;
+    char *end;
+    long ms = strtol(s, &end, 10);
+    if (*end || ms < 0 || ms > 60000) {
+        ST_WARN("STRAIT_LINK_DELAY_MS='%s' is not a number of milliseconds in [0, 60000]: ignored", s);
+        return 0;
+    }
+    return (uint64_t)ms * 1000000ull;
+}
+
+/* Give messages queued since the last call their due time. */
+static void delay_stamp(tcp_link *t, uint64_t now)
+{
+    st_link *k = &t->base;
+    for (; t->stamped < k->sq_tail; t->stamped++)
+        t->due_ns[t->stamped & k->sq_mask] = now + t->delay_ns;
+}
+
+/* May message seq be written at `now`? */
+static int delay_due(const tcp_link *t, uint64_t seq, uint64_t now)
+{
+    return !t->delay_ns || (seq < t->stamped && t->due_ns[seq & t->base.sq_mask] <= now);
+}
+
 /* ---- link lifecycle ------------------------------------------------------------------ */
 tcp_link *tcp_link_new(const st_link_opts *o, int is_client)
 {
     tcp_link *t = st_xcalloc(1, sizeof *t);
     st_link_base_init(&t->base, &st_tcp_ops, o);
+    t->delay_ns = delay_from_env();
+    if (t->delay_ns)
+        t->due_ns = st_xcalloc(o->sq_depth, sizeof *t->due_ns);
     t->fd = -1;
     t->is_client = is_client;
     t->txh = st_xaligned(sizeof(tcp_frame) * o->sq_depth);
@@ -142,7 +177,7 @@ static size_t frame_bytes(st_link *k, uint64_t seq) { return sizeof(tcp_frame) +
 
 /* Gather as many whole frames as fit in one writev, starting mid-frame if
  * the last write stopped there. Returns the iovec count. */
-static int gather(tcp_link *t, struct iovec *v, uint64_t *limit)
+static int gather(tcp_link *t, struct iovec *v, uint64_t *limit, uint64_t now)
 {
     st_link *k = &t->base;
     int n = 0;
@@ -154,7 +189,7 @@ static int gather(tcp_link *t, struct iovec *v, uint64_t *limit)
     uint64_t seq = t->tx_seq;
     size_t skip = t->tx_off;
     for (; seq < k->sq_tail && n + 1 + ST_LINK_IOV_MAX <= TX_IOV; seq++, skip = 0) {
-        if (skip == 0 && seq >= credit_end)
+        if (skip == 0 && (seq >= credit_end || !delay_due(t, seq, now)))
             break;
         st_sq_entry *e = st_sq_at(k, seq);
         tcp_frame *h = &t->txh[seq & k->sq_mask];
@@ -195,7 +230,8 @@ static int tx(tcp_link *t, uint64_t now)
     st_link *k = &t->base;
     for (;;) {
         if (!t->ctrl_len && t->tx_off == 0) {
-            int credit_ok = t->tx_seq < k->sq_tail && t->tx_seq < t->peer_released + t->peer_credits;
+            int credit_ok = t->tx_seq < k->sq_tail && t->tx_seq < t->peer_released + t->peer_credits &&
+                            delay_due(t, t->tx_seq, now);
             int ack_owed = t->ack_due_ns && now >= t->ack_due_ns;
             int ack_big = t->rx_released - t->sent_released >= ST_MAX(1u, k->opts.credits / 4);
             if (!credit_ok && (ack_owed || ack_big))
@@ -205,7 +241,7 @@ static int tx(tcp_link *t, uint64_t now)
         }
         struct iovec v[TX_IOV];
         uint64_t limit = t->tx_seq;
-        int n = gather(t, v, &limit);
+        int n = gather(t, v, &limit, now);
         if (n == 0)
             return ST_OK;
         struct msghdr mh = {.msg_iov = v, .msg_iovlen = (size_t)n};
@@ -389,6 +425,8 @@ static int tcp_progress(st_link *k)
     tcp_link *t = (tcp_link *)k;
     uint64_t now = st_now_ns();
     uint64_t timeout_ns = (uint64_t)k->opts.timeout_ms * 1000000ull;
+    if (t->delay_ns)
+        delay_stamp(t, now);
     if (t->fd < 0) {
         if (t->is_client) {
             if (now >= t->retry_ns) {
@@ -455,6 +493,12 @@ static int tcp_wait(st_link *k, uint64_t ticket, int timeout_ms)
     int ms = (int)k->opts.heartbeat_ms;
     if (t->ack_due_ns)
         ms = 1;
+    if (t->delay_ns && t->tx_seq < t->stamped && t->tx_off == 0) { /* wake when the next held message is due */
+        uint64_t now = st_now_ns(), due = t->due_ns[t->tx_seq & k->sq_mask];
+        int left = due > now ? (int)((due - now + 999999) / 1000000) : 0;
+        if (left < ms)
+            ms = left;
+    }
     if (timeout_ms >= 0 && timeout_ms < ms)
         ms = timeout_ms;
     struct epoll_event ev[4];
@@ -503,6 +547,7 @@ static void tcp_close(st_link *k)
         close(t->evfd);
     st_mr_free(t->rx_mr);
     free(t->txh);
+    free(t->due_ns);
     free(t->stage);
     free(t->slots);
     st_link_base_free(k);

@@ -67,6 +67,12 @@ typedef struct tcp_link {
     uint64_t peer_released, peer_credits;
     uint64_t sent_rcvd, sent_released; /* last values we told the peer */
     uint64_t ack_due_ns;                /* 0: no ack owed */
+    /* STRAIT_LINK_DELAY_MS test hook (0: off): a data message may be written
+     * only delay_ns after progress first saw it queued; acks and heartbeats
+     * are never held, so the peer's liveness timeout does not trip */
+    uint64_t delay_ns;
+    uint64_t *due_ns;    /* per sq slot: earliest write time, ns (delay_ns > 0 only) */
+    uint64_t stamped;    /* messages below this seq have their due time */
 
     /* rx */
     uint8_t *stage;

@@ -136,5 +136,10 @@ int st_link_debug_drop(st_link *k);
 /* Corrupt the header of the next frame this end sends (its receiver must
  * reject it and fail the link with ST_EPROTO). */
 int st_link_debug_corrupt_next(st_link *k);
+/* Environment STRAIT_LINK_DELAY_MS=N (tcp only; 0 .. 60000, read once when
+ * a link is made): every data message is held N ms after it is queued
+ * before it is written, as on a long path (the due time is checked in
+ * st_link_progress; st_link_wait wakes for it). Acks and heartbeats are not
+ * held, so liveness is unaffected. For tests of slow links. */
 
 #endif /* ST_TRANSPORT_H */
