@@ -59,12 +59,23 @@ const char *st_cluster_join_command(const st_cluster *cl);
 const char *st_cluster_listen_addr(const st_cluster *cl);
 
 /* GET /cluster/status: {"model":..,"n_nodes_expected":..,"join_command":..,
- * "nodes":[{"id","name","device","memory_bytes","usable_bytes","flops","mem_bw",
- * "layers":[start,end],"pipeline","state":"joining|loading|ready|failed|left",
- * "load","rtt_ms","last_seen_ms"}],"pipelines":[{"id","stages":[node ids],
- * "state":"starting|serving|failed","running","waiting","kv_blocks_free",
- * "step_ms"}]}. Nodes that left or failed stay listed for a while. */
+ * "control":"HOST:PORT","n_layers":..,"planned":bool,"error":null or why the
+ * model does not fit (the ST_ENOMEM message: bytes needed, offered, missing),
+ * "requests_moved":..,
+ * "nodes":[{"id","name","address","device","memory_bytes","usable_bytes","flops",
+ * "mem_bw","layers":[start,end] or null,"pipeline","stage",
+ * "state":"joining|standby|loading|ready|failed|left","load","rtt_ms",
+ * "last_seen_ms","error"}],"pipelines":[{"id","epoch","stages":[node ids],
+ * "layers":[[start,end],..],"state":"starting|serving|failed","kv_tokens",
+ * "n_blocks","transport_in","transport_back","running","waiting",
+ * "kv_blocks_free","kv_blocks_total","step_ms","requests_routed","error"}]}.
+ * "standby": reported its hardware, holds no layers. Nodes that left or
+ * failed stay listed for two minutes. */
 void st_cluster_status_json(st_cluster *cl, st_strbuf *out);
+/* The same object for a single machine (`strait run` without -n): one node
+ * "local" holding all n_layers, the router's one pipeline. */
+void st_cluster_status_local_json(const char *model, const char *device, int n_layers, st_router *r,
+                                  st_strbuf *out);
 /* Changes whenever the status does (for streaming it). */
 unsigned long st_cluster_status_version(st_cluster *cl);
 
