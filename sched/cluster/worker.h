@@ -14,6 +14,8 @@
 
 #include <stdint.h>
 
+#include "engine/model.h"
+#include "kernels/backend.h"
 #include "sched/cluster/ctl.h"
 
 typedef struct st_worker_config {
@@ -31,6 +33,18 @@ typedef struct st_worker_config {
     int threads;                /* CPU threads (0: all) */
     const char *device;         /* "auto" | "cpu" | "cuda[:N]" */
     int reconnect;              /* 1 (default): rejoin when the scheduler connection drops */
+
+    /* Loading a shard is the program's business (sched/ does not resolve
+     * model names, download, or pick devices): load layers [start, end) of
+     * model_ref (a path, cached name or hf:, as the scheduler was given it)
+     * with a backend for `device` and `threads`; model_bytes (0: unknown) is
+     * the size of the scheduler's copy, so a different file is refused.
+     * ST_OK with *m and *be, or an error code with st_err set (sent to the
+     * scheduler as the failure reason). Called on the stage thread. */
+    int (*load)(void *ctx, const char *model_ref, uint64_t model_bytes, int start, int end, st_model **m,
+                st_backend **be);
+    void (*unload)(void *ctx, st_model *m, st_backend *be);
+    void *load_ctx;
 } st_worker_config;
 
 st_worker_config st_worker_config_default(void);
@@ -39,8 +53,12 @@ st_worker_config st_worker_config_default(void);
  * well under a second. Endpoints are left for the caller. */
 int st_worker_probe(const st_worker_config *c, st_node_hw *hw);
 
-/* Join and serve until *stop becomes nonzero (then leave gracefully) or
- * the scheduler refuses the node (wrong token: ST_EPROTO). */
+/* Join and serve until *stop becomes nonzero (then leave gracefully:
+ * ST_OK) or the scheduler refuses the node (wrong token: ST_EPROTO with
+ * the scheduler's reason). Errors before joining (a listener that cannot
+ * bind, an unreadable key, no load callback) return at once; a scheduler
+ * that cannot be reached or goes silent is retried with back-off while
+ * c->reconnect, else returns ST_ECONN. */
 int st_worker_run(const st_worker_config *c, const volatile int *stop);
 
 #endif
