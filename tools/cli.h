@@ -14,5 +14,6 @@ int st_cmd_bench(int argc, char **argv);
 int st_cmd_run(int argc, char **argv);
 int st_cmd_serve(int argc, char **argv);
 int st_cmd_status(int argc, char **argv);
+int st_cmd_join(int argc, char **argv);
 
 #endif
