@@ -1,0 +1,624 @@
+/* Layer allocation, part 2: the plan (see alloc.h for the policy).
+ *
+ * Units: a node's capacity is counted in whole layers of one "unit" u =
+ * layer_bytes + min_kv_tokens x kv_bytes_per_token (a layer's weights plus
+ * its share of the minimum KV). A chain of nodes covering layers [a, b) has
+ * roles: its first node also holds the embedding when a == 0, its last node
+ * the head when b == n_layers (one node alone holds both). The capacity of a
+ * node depends on its role, and every step below uses the same role rules,
+ * so a chain the DP accepts always water-fills into stages that fit.
+ *
+ * Speed: a node runs one layer for one decode token in
+ * t = max(flops_per_token / flops, layer_bytes / mem_bw) seconds (the
+ * slower of compute and weight streaming: decode is bandwidth-bound on
+ * every machine we target, the max keeps a slow-compute node honest). */
+#include "alloc.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../../common/st_common.h"
+
+#define GIB (1024.0 * 1024.0 * 1024.0)
+
+typedef struct {
+    int idx;          /* into the caller's nodes[] */
+    int id;
+    uint64_t mem;
+    double t_layer;   /* seconds per layer per decode token */
+} node_info;
+
+typedef struct {
+    const st_alloc_model *m;
+    uint64_t unit;    /* bytes of one layer with its minimum KV (UINT64_MAX on overflow) */
+    node_info *nodes; /* (n,) sorted: memory desc, faster first, id asc */
+    int n;
+} ctx;
+
+/* Layers a node can hold in a role, clamped to [0, n_layers]. */
+static int cap_role(const ctx *c, const node_info *nd, int with_embed, int with_head)
+{
+    uint64_t extra = (with_embed ? c->m->embed_bytes : 0) + (with_head ? c->m->head_bytes : 0);
+    if (nd->mem < extra || c->unit == UINT64_MAX)
+        return 0;
+    uint64_t l = (nd->mem - extra) / c->unit;
+    return l > (uint64_t)c->m->n_layers ? c->m->n_layers : (int)l;
+}
+
+static int node_order(const void *pa, const void *pb)
+{
+    const node_info *a = pa, *b = pb;
+    if (a->mem != b->mem)
+        return a->mem > b->mem ? -1 : 1;
+    if (a->t_layer != b->t_layer)
+        return a->t_layer < b->t_layer ? -1 : 1;
+    return (a->id > b->id) - (a->id < b->id);
+}
+
+/* ---- water-filling within one chain ------------------------------------------ */
+
+/* Split n layers over a chain of P nodes in proportion to speed (1/t), each
+ * stage within [1, cap[s]]: find lambda with sum clamp(lambda*speed, 1, cap)
+ * = n, then round down and hand the remaining layers to the largest
+ * fractions. The caller guarantees P <= n <= sum(cap). */
+static void water_fill(int n, int P, const node_info *const *chain, const int *cap, int *out)
+{
+    double lo = 0, hi = 0, *x = st_xmalloc((size_t)P * sizeof *x);
+    for (int s = 0; s < P; s++)
+        hi = ST_MAX(hi, (double)n * chain[s]->t_layer); /* lambda*speed >= n for every stage */
+    for (int it = 0; it < 200; it++) {
+        double mid = 0.5 * (lo + hi), sum = 0;
+        for (int s = 0; s < P; s++)
+            sum += ST_MIN((double)cap[s], ST_MAX(1.0, mid / chain[s]->t_layer));
+        if (sum < n)
+            lo = mid;
+        else
+            hi = mid;
+    }
+    int left = n;
+    for (int s = 0; s < P; s++) {
+        x[s] = ST_MIN((double)cap[s], ST_MAX(1.0, hi / chain[s]->t_layer));
+        out[s] = ST_MIN(cap[s], ST_MAX(1, (int)floor(x[s])));
+        left -= out[s];
+    }
+    while (left != 0) { /* a few steps at most: the floors lose < 1 layer per stage */
+        int best = -1;
+        for (int s = 0; s < P; s++) {
+            int ok = left > 0 ? out[s] < cap[s] : out[s] > 1;
+            double fa = x[s] - out[s];
+            if (ok && (best < 0 || (left > 0 ? fa > x[best] - out[best] : fa < x[best] - out[best])))
+                best = s;
+        }
+        out[best] += left > 0 ? 1 : -1;
+        left += left > 0 ? -1 : 1;
+    }
+    free(x);
+}
+
+/* Water-fill chain (P nodes, in stage order) over layers [a, b) into
+ * stages[0..P); returns the chain's decode seconds per token. */
+static double place_chain(const ctx *c, const node_info *const *chain, int P, int a, int b, st_alloc_stage *stages)
+{
+    int *cap = st_xmalloc((size_t)P * sizeof *cap), *cnt = st_xmalloc((size_t)P * sizeof *cnt);
+    for (int s = 0; s < P; s++)
+        cap[s] = cap_role(c, chain[s], s == 0 && a == 0, s == P - 1 && b == c->m->n_layers);
+    water_fill(b - a, P, chain, cap, cnt);
+    double sec = 0;
+    for (int s = 0, at = a; s < P; s++) {
+        stages[s] = (st_alloc_stage){.node = chain[s]->id, .start = at, .end = at + cnt[s]};
+        at += cnt[s];
+        sec += cnt[s] * chain[s]->t_layer;
+    }
+    free(cap);
+    free(cnt);
+    return sec;
+}
+
+/* ---- choosing the pipelines: dynamic programming ------------------------------ */
+
+/* Over the nodes in capacity order, for a target of k pipelines: each node
+ * is skipped, opens a pipeline (as its first stage, or as all of it), joins
+ * an open one in the middle, or closes one as its last stage. A state is the
+ * multiset of the open pipelines' missing layers plus the count of closed
+ * ones; among paths to the same state the fewest stages win (fewer hops and
+ * a faster batch-1 decode), then the most total speed. The number of states
+ * kept per node is bounded (a beam, ordered by layers still missing), so
+ * the cost stays polynomial for large clusters; small ones are exact. */
+
+typedef struct {
+    int32_t r, pid;   /* missing layers; pipeline number in opening order */
+} slot;
+
+typedef struct {
+    slot *open;       /* (n_open,) sorted by (r, pid) */
+    int n_open, f, stages, order;
+    double speed;     /* sum of 1/t_layer of the nodes used */
+    int64_t deficit;  /* layers still to place: open residuals + unopened pipelines */
+    int parent, pid;  /* back-pointer: previous state, pipeline joined (-1: skipped) */
+} dstate;
+
+typedef struct {
+    int parent, pid;
+} trail_rec;
+
+static int cmp_key(const dstate *a, const dstate *b)
+{
+    if (a->f != b->f)
+        return a->f - b->f;
+    if (a->n_open != b->n_open)
+        return a->n_open - b->n_open;
+    for (int i = 0; i < a->n_open; i++)
+        if (a->open[i].r != b->open[i].r)
+            return a->open[i].r - b->open[i].r;
+    return 0;
+}
+
+static int cmp_value(const dstate *a, const dstate *b)
+{
+    if (a->stages != b->stages)
+        return a->stages - b->stages;
+    if (a->speed != b->speed)
+        return a->speed > b->speed ? -1 : 1;
+    return a->order - b->order;
+}
+
+static int by_key_then_value(const void *pa, const void *pb)
+{
+    int k = cmp_key(pa, pb);
+    return k ? k : cmp_value(pa, pb);
+}
+
+static int by_promise(const void *pa, const void *pb)
+{
+    const dstate *a = pa, *b = pb;
+    if (a->deficit != b->deficit)
+        return a->deficit < b->deficit ? -1 : 1;
+    int v = cmp_value(a, b);
+    return v ? v : cmp_key(a, b);
+}
+
+/* Emit a successor of `s` with `open` (n entries, sorted) as its open list. */
+static void emit(dstate *cand, int *n_cand, slot *pool, int *pool_used, const dstate *s, int parent,
+                 const slot *open, int n, int f, int pid, int stages_add, double speed_add, int k, int L)
+{
+    dstate *d = &cand[*n_cand];
+    d->open = pool + *pool_used;
+    memcpy(d->open, open, (size_t)n * sizeof *open);
+    *pool_used += n;
+    d->n_open = n;
+    d->f = f;
+    d->stages = s->stages + stages_add;
+    d->speed = s->speed + speed_add;
+    d->order = *n_cand;
+    d->parent = parent;
+    d->pid = pid;
+    d->deficit = (int64_t)(k - f - n) * L;
+    for (int i = 0; i < n; i++)
+        d->deficit += open[i].r;
+    (*n_cand)++;
+}
+
+/* Insert (r, pid) into a sorted copy of `src` without entry `skip` (-1: none). */
+static int open_edit(const slot *src, int n, int skip, int r, int pid, slot *dst)
+{
+    int m = 0, placed = r <= 0;
+    for (int i = 0; i < n; i++) {
+        if (i == skip)
+            continue;
+        if (!placed && (r < src[i].r || (r == src[i].r && pid < src[i].pid))) {
+            dst[m++] = (slot){r, pid};
+            placed = 1;
+        }
+        dst[m++] = src[i];
+    }
+    if (!placed)
+        dst[m++] = (slot){r, pid};
+    return m;
+}
+
+/* Run the DP for k pipelines over c->nodes[0..n) minus those with taken[i].
+ * On success fills assign[i] (pipeline 0..k-1, or -1) and returns 1. */
+static int dp_pipelines(const ctx *c, const int *taken, int k, int *assign)
+{
+    const int n = c->n, L = c->m->n_layers;
+    int beam = (int)ST_MIN(4096, ST_MAX(32, (1 << 20) / ((2 * k + 2) * (k + 1))));
+    size_t max_cand = (size_t)beam * (size_t)(2 * k + 2);
+    dstate *cur = st_xcalloc((size_t)beam, sizeof *cur), *cand = st_xcalloc(max_cand, sizeof *cand);
+    slot *cur_pool = st_xcalloc((size_t)beam * (size_t)(k + 1), sizeof *cur_pool);
+    slot *cand_pool = st_xcalloc(max_cand * (size_t)(k + 1), sizeof *cand_pool);
+    slot *tmp = st_xcalloc((size_t)k + 1, sizeof *tmp);
+    trail_rec **trail = st_xcalloc((size_t)n, sizeof *trail);
+    int64_t *suffix = st_xcalloc((size_t)n + 1, sizeof *suffix); /* layers the nodes from i on can hold */
+    int *left_nodes = st_xcalloc((size_t)n + 1, sizeof *left_nodes);
+    for (int i = n - 1; i >= 0; i--) {
+        suffix[i] = suffix[i + 1] + (taken[i] ? 0 : cap_role(c, &c->nodes[i], 0, 0));
+        left_nodes[i] = left_nodes[i + 1] + !taken[i];
+    }
+    int n_cur = 1;
+    cur[0] = (dstate){.open = cur_pool, .deficit = (int64_t)k * L, .parent = -1, .pid = -1};
+    for (int i = 0; i < n; i++) {
+        const node_info *nd = &c->nodes[i];
+        int cm = cap_role(c, nd, 0, 0), cf = cap_role(c, nd, 1, 0), cl = cap_role(c, nd, 0, 1);
+        int cb = cap_role(c, nd, 1, 1);
+        double sp = 1.0 / nd->t_layer;
+        int n_cand = 0, pool_used = 0;
+        for (int si = 0; si < n_cur; si++) {
+            const dstate *s = &cur[si];
+            emit(cand, &n_cand, cand_pool, &pool_used, s, si, s->open, s->n_open, s->f, -1, 0, 0, k, L);
+            if (taken[i])
+                continue;
+            int pid_new = s->f + s->n_open;
+            if (pid_new < k) {
+                if (cb >= L)
+                    emit(cand, &n_cand, cand_pool, &pool_used, s, si, s->open, s->n_open, s->f + 1, pid_new, 1,
+                         sp, k, L);
+                else if (cf >= 1 && L >= 2) {
+                    int m = open_edit(s->open, s->n_open, -1, ST_MAX(1, L - cf), pid_new, tmp);
+                    emit(cand, &n_cand, cand_pool, &pool_used, s, si, tmp, m, s->f, pid_new, 1, sp, k, L);
+                }
+            }
+            for (int j = 0; j < s->n_open; j++) {
+                if (j > 0 && s->open[j].r == s->open[j - 1].r)
+                    continue; /* same residual: the same successor states */
+                int r = s->open[j].r, pid = s->open[j].pid;
+                if (cl >= r) {
+                    int m = open_edit(s->open, s->n_open, j, 0, pid, tmp);
+                    emit(cand, &n_cand, cand_pool, &pool_used, s, si, tmp, m, s->f + 1, pid, 1, sp, k, L);
+                } else if (cm >= 1 && r >= 2) {
+                    int m = open_edit(s->open, s->n_open, j, ST_MAX(1, r - cm), pid, tmp);
+                    emit(cand, &n_cand, cand_pool, &pool_used, s, si, tmp, m, s->f, pid, 1, sp, k, L);
+                }
+            }
+        }
+        /* drop states that cannot finish, keep the best path to each state */
+        int w = 0;
+        for (int ci = 0; ci < n_cand; ci++)
+            if (cand[ci].deficit <= suffix[i + 1] && k - cand[ci].f <= left_nodes[i + 1])
+                cand[w++] = cand[ci];
+        n_cand = w;
+        qsort(cand, (size_t)n_cand, sizeof *cand, by_key_then_value);
+        w = 0;
+        for (int ci = 0; ci < n_cand; ci++)
+            if (w == 0 || cmp_key(&cand[w - 1], &cand[ci]))
+                cand[w++] = cand[ci];
+        n_cand = w;
+        if (n_cand > beam) {
+            qsort(cand, (size_t)n_cand, sizeof *cand, by_promise);
+            n_cand = beam;
+        }
+        trail[i] = st_xcalloc((size_t)ST_MAX(n_cand, 1), sizeof **trail);
+        int used = 0;
+        for (int ci = 0; ci < n_cand; ci++) {
+            cur[ci] = cand[ci];
+            cur[ci].open = cur_pool + used;
+            memcpy(cur[ci].open, cand[ci].open, (size_t)cand[ci].n_open * sizeof(slot));
+            used += cand[ci].n_open;
+            trail[i][ci] = (trail_rec){cand[ci].parent, cand[ci].pid};
+        }
+        n_cur = n_cand;
+    }
+    int found = -1;
+    for (int si = 0; si < n_cur; si++)
+        if (cur[si].f == k && cur[si].n_open == 0 && (found < 0 || cmp_value(&cur[si], &cur[found]) < 0))
+            found = si;
+    for (int i = n - 1, at = found; found >= 0 && i >= 0; i--) {
+        assign[i] = trail[i][at].pid;
+        at = trail[i][at].parent;
+    }
+    for (int i = 0; i < n; i++)
+        free(trail[i]);
+    free(trail);
+    free(suffix);
+    free(left_nodes);
+    free(tmp);
+    free(cand_pool);
+    free(cur_pool);
+    free(cand);
+    free(cur);
+    return found >= 0;
+}
+
+/* ---- assembling the plan ------------------------------------------------------ */
+
+static uint64_t pipe_kv_tokens(const st_alloc_model *m, const ctx *c, const st_alloc_stage *st, int n)
+{
+    uint64_t best = UINT64_MAX;
+    for (int s = 0; s < n; s++) {
+        uint64_t mem = 0, w = st_alloc_stage_bytes(m, st[s].start, st[s].end, 0);
+        for (int i = 0; i < c->n; i++)
+            if (c->nodes[i].id == st[s].node)
+                mem = c->nodes[i].mem;
+        uint64_t per_tok = (uint64_t)(st[s].end - st[s].start) * m->kv_bytes_per_token;
+        best = ST_MIN(best, mem > w ? (mem - w) / per_tok : 0);
+    }
+    return best;
+}
+
+/* Chains of one pipeline, k by pipeline number, from a DP assignment. */
+static void build_pipes(const ctx *c, const int *assign, int k, st_alloc_pipeline *pipes)
+{
+    const node_info **chain = st_xcalloc((size_t)c->n, sizeof *chain);
+    for (int p = 0; p < k; p++) {
+        int P = 0;
+        for (int i = 0; i < c->n; i++)
+            if (assign[i] == p)
+                chain[P++] = &c->nodes[i];
+        pipes[p].stages = st_xcalloc((size_t)P, sizeof *pipes[p].stages);
+        pipes[p].n_stages = P;
+        pipes[p].est_tokens_per_s = 1.0 / place_chain(c, chain, P, 0, c->m->n_layers, pipes[p].stages);
+        pipes[p].kv_tokens = pipe_kv_tokens(c->m, c, pipes[p].stages, P);
+    }
+    free(chain);
+}
+
+static void free_pipes(st_alloc_pipeline *pipes, int k)
+{
+    for (int p = 0; p < k; p++)
+        free(pipes[p].stages);
+    free(pipes);
+}
+
+/* ---- overrides ------------------------------------------------------------------ */
+
+/* Chain the free nodes (capacity order, greedily: the largest first) over
+ * layers [a, b) with the same role rules as the DP. Returns the chain length,
+ * or 0 when the free nodes cannot cover the range. */
+static int greedy_chain(const ctx *c, int *taken, int a, int b, const node_info **chain)
+{
+    int n = b - a, P = 0, r = n;
+    int e = a == 0, h = b == c->m->n_layers;
+    for (int i = 0; i < c->n; i++) {
+        if (taken[i])
+            continue;
+        const node_info *nd = &c->nodes[i];
+        if (P == 0 && cap_role(c, nd, e, h) >= n)
+            return chain[P++] = nd, taken[i] = 1, P;
+        if (P > 0 && cap_role(c, nd, 0, h) >= r)
+            return chain[P++] = nd, taken[i] = 1, P;
+        int cc = cap_role(c, nd, P == 0 && e, 0);
+        if (cc >= 1 && (P == 0 ? n >= 2 : r >= 2)) {
+            chain[P++] = nd;
+            taken[i] = 1;
+            r = ST_MAX(1, r - cc);
+        }
+    }
+    for (int s = 0; s < P; s++) /* give the partial chain back */
+        for (int i = 0; i < c->n; i++)
+            if (&c->nodes[i] == chain[s])
+                taken[i] = 0;
+    return 0;
+}
+
+static int by_start(const void *pa, const void *pb)
+{
+    const st_alloc_stage *a = pa, *b = pb;
+    return a->start - b->start;
+}
+
+/* The pipeline of the nodes with a fixed range: they are taken as given and
+ * the layers between them are filled from the free nodes. */
+static int fixed_pipeline(const ctx *c, const st_alloc_node *nodes, int *taken, st_alloc_pipeline *out)
+{
+    const st_alloc_model *m = c->m;
+    const int L = m->n_layers;
+    st_alloc_stage *st = st_xcalloc((size_t)c->n, sizeof *st);
+    const node_info **chain = st_xcalloc((size_t)c->n, sizeof *chain);
+    int n_st = 0, rc = ST_OK;
+    double sec = 0;
+    for (int i = 0; i < c->n; i++) {
+        const st_alloc_node *nd = &nodes[c->nodes[i].idx];
+        if (nd->fixed_start < 0)
+            continue;
+        uint64_t need = st_alloc_stage_bytes(m, nd->fixed_start, nd->fixed_end, (uint64_t)m->min_kv_tokens);
+        if (need > nd->memory_bytes) {
+            rc = st_err(ST_ENOMEM,
+                        "node %d: its layers [%d, %d) with KV for %d tokens need %.2f GiB but it offers %.2f GiB",
+                        nd->id, nd->fixed_start, nd->fixed_end, m->min_kv_tokens, need / GIB,
+                        nd->memory_bytes / GIB);
+            goto out;
+        }
+        taken[i] = 1;
+        st[n_st++] = (st_alloc_stage){nd->id, nd->fixed_start, nd->fixed_end};
+        sec += (nd->fixed_end - nd->fixed_start) * c->nodes[i].t_layer;
+    }
+    qsort(st, (size_t)n_st, sizeof *st, by_start);
+    int n_fixed = n_st;
+    for (int g = 0, at = 0; g <= n_fixed; g++) {
+        int b = g < n_fixed ? st[g].start : L;
+        if (b > at) {
+            int P = greedy_chain(c, taken, at, b, chain);
+            if (!P) {
+                uint64_t need = st_alloc_stage_bytes(m, at, b, (uint64_t)m->min_kv_tokens), offer = 0;
+                int n_free = 0;
+                for (int i = 0; i < c->n; i++)
+                    if (!taken[i])
+                        offer += c->nodes[i].mem, n_free++;
+                rc = st_err(ST_ENOMEM,
+                            "layers [%d, %d) outside the fixed ranges need %.2f GiB (with KV for %d tokens) but "
+                            "the %d nodes without one offer %.2f GiB: %.2f GiB missing%s",
+                            at, b, need / GIB, m->min_kv_tokens, n_free, offer / GIB,
+                            need > offer ? (need - offer) / GIB : 0.0,
+                            need > offer ? "" : " (a layer cannot be split across nodes)");
+                goto out;
+            }
+            st = st_xrealloc(st, (size_t)(n_st + P) * sizeof *st);
+            sec += place_chain(c, chain, P, at, b, st + n_st);
+            n_st += P;
+        }
+        if (g < n_fixed)
+            at = st[g].end;
+    }
+    qsort(st, (size_t)n_st, sizeof *st, by_start);
+    out->stages = st;
+    out->n_stages = n_st;
+    out->est_tokens_per_s = 1.0 / sec;
+    out->kv_tokens = pipe_kv_tokens(m, c, st, n_st);
+    st = NULL;
+out:
+    free(st);
+    free(chain);
+    return rc;
+}
+
+/* ---- entry points ------------------------------------------------------------- */
+
+static int check_inputs(const st_alloc_model *m, const st_alloc_node *nodes, int n_nodes)
+{
+    if (!m || n_nodes < 0 || (n_nodes > 0 && !nodes))
+        return st_err(ST_EINVAL, "alloc: model or nodes missing (%d nodes)", n_nodes);
+    if (m->n_layers <= 0 || m->n_layers > 100000 || !m->layer_bytes || !m->kv_bytes_per_token ||
+        m->min_kv_tokens < 0 || !(m->flops_per_token > 0) || !isfinite(m->flops_per_token))
+        return st_err(ST_EINVAL,
+                      "alloc: model costs are inconsistent (%d layers, %llu bytes a layer, %llu KV bytes a token, "
+                      "%d KV tokens, %g FLOP a token)",
+                      m->n_layers, (unsigned long long)m->layer_bytes, (unsigned long long)m->kv_bytes_per_token,
+                      m->min_kv_tokens, m->flops_per_token);
+    for (int i = 0; i < n_nodes; i++) {
+        const st_alloc_node *a = &nodes[i];
+        if (!(a->flops > 0) || !isfinite(a->flops) || !(a->mem_bw > 0) || !isfinite(a->mem_bw))
+            return st_err(ST_EINVAL, "alloc: node %d: FLOP/s %g and bandwidth %g B/s must be positive", a->id,
+                          a->flops, a->mem_bw);
+        if (a->fixed_start != -1 || a->fixed_end != -1) {
+            if (a->fixed_start < 0 || a->fixed_start >= a->fixed_end || a->fixed_end > m->n_layers)
+                return st_err(ST_EINVAL, "alloc: node %d: layer range [%d, %d) is not within [0, %d)", a->id,
+                              a->fixed_start, a->fixed_end, m->n_layers);
+        }
+        for (int j = 0; j < i; j++) {
+            const st_alloc_node *b = &nodes[j];
+            if (a->id == b->id)
+                return st_err(ST_EINVAL, "alloc: two nodes have the id %d", a->id);
+            if (a->fixed_start >= 0 && b->fixed_start >= 0 && a->fixed_start < b->fixed_end &&
+                b->fixed_start < a->fixed_end)
+                return st_err(ST_EINVAL, "alloc: node %d's layers [%d, %d) overlap node %d's [%d, %d)", a->id,
+                              a->fixed_start, a->fixed_end, b->id, b->fixed_start, b->fixed_end);
+        }
+    }
+    return ST_OK;
+}
+
+static int no_fit(const ctx *c)
+{
+    const st_alloc_model *m = c->m;
+    const int L = m->n_layers;
+    double weights = ((double)L * m->layer_bytes + m->embed_bytes + m->head_bytes) / GIB;
+    double kv = (double)L * m->min_kv_tokens * m->kv_bytes_per_token / GIB, offer = 0;
+    int most = 0;
+    for (int i = 0; i < c->n; i++) {
+        offer += c->nodes[i].mem / GIB;
+        most = ST_MAX(most, cap_role(c, &c->nodes[i], 0, 0));
+    }
+    double need = weights + kv;
+    if (need > offer)
+        return st_err(ST_ENOMEM,
+                      "the model needs %.2f GiB (weights %.2f + KV %.2f for %d tokens) but the %d nodes offer "
+                      "%.2f GiB: %.2f GiB missing",
+                      need, weights, kv, m->min_kv_tokens, c->n, offer, need - offer);
+    return st_err(ST_ENOMEM,
+                  "the model needs %.2f GiB (weights %.2f + KV %.2f for %d tokens) and the %d nodes offer %.2f GiB, "
+                  "but no group of them holds every layer: a layer cannot be split across nodes, and the largest "
+                  "node holds %d of %d layers",
+                  need, weights, kv, m->min_kv_tokens, c->n, offer, most, L);
+}
+
+static int by_int(const void *a, const void *b) { return (*(const int *)a > *(const int *)b) - (*(const int *)a < *(const int *)b); }
+
+int st_alloc_plan_make(const st_alloc_model *m, const st_alloc_node *nodes, int n_nodes, st_alloc_plan *out)
+{
+    if (!out)
+        return st_err(ST_EINVAL, "alloc: no plan to fill");
+    memset(out, 0, sizeof *out);
+    int rc = check_inputs(m, nodes, n_nodes);
+    if (rc)
+        return rc;
+    uint64_t kvb, unit;
+    if (__builtin_mul_overflow((uint64_t)m->min_kv_tokens, m->kv_bytes_per_token, &kvb) ||
+        __builtin_add_overflow(kvb, m->layer_bytes, &unit))
+        unit = UINT64_MAX;
+    ctx c = {.m = m, .unit = unit, .n = n_nodes, .nodes = st_xcalloc((size_t)ST_MAX(n_nodes, 1), sizeof *c.nodes)};
+    int has_fixed = 0;
+    for (int i = 0; i < n_nodes; i++) {
+        const st_alloc_node *a = &nodes[i];
+        double t = ST_MAX(m->flops_per_token / a->flops, (double)m->layer_bytes / a->mem_bw);
+        c.nodes[i] = (node_info){.idx = i, .id = a->id, .mem = a->memory_bytes, .t_layer = t};
+        has_fixed |= a->fixed_start >= 0;
+    }
+    qsort(c.nodes, (size_t)n_nodes, sizeof *c.nodes, node_order);
+    int *taken = st_xcalloc((size_t)ST_MAX(n_nodes, 1), sizeof *taken);
+    int *assign = st_xcalloc((size_t)ST_MAX(n_nodes, 1), sizeof *assign);
+    int *best_assign = st_xcalloc((size_t)ST_MAX(n_nodes, 1), sizeof *best_assign);
+    st_alloc_pipeline fixed = {0};
+    if (has_fixed && (rc = fixed_pipeline(&c, nodes, taken, &fixed)))
+        goto out;
+
+    /* how many more pipelines: every k the free nodes might hold, best total estimate wins (ties: more) */
+    int64_t layers_free = 0;
+    int n_free = 0;
+    for (int i = 0; i < n_nodes; i++)
+        if (!taken[i])
+            layers_free += cap_role(&c, &c.nodes[i], 0, 0), n_free++;
+    int k_max = (int)ST_MIN((int64_t)n_free, layers_free / m->n_layers), best_k = -1;
+    double best = -1;
+    for (int k = has_fixed ? 0 : 1; k <= k_max; k++) {
+        for (int i = 0; i < n_nodes; i++)
+            assign[i] = -1;
+        if (k > 0 && !dp_pipelines(&c, taken, k, assign))
+            continue;
+        st_alloc_pipeline *pipes = st_xcalloc((size_t)ST_MAX(k, 1), sizeof *pipes);
+        build_pipes(&c, assign, k, pipes);
+        double total = has_fixed ? fixed.est_tokens_per_s : 0;
+        for (int p = 0; p < k; p++)
+            total += pipes[p].est_tokens_per_s;
+        free_pipes(pipes, k);
+        if (total >= best * (1 - 1e-9)) {
+            best = total;
+            best_k = k;
+            memcpy(best_assign, assign, (size_t)n_nodes * sizeof *assign);
+        }
+    }
+    if (best_k < 0) {
+        rc = no_fit(&c);
+        goto out;
+    }
+    /* the plan: the fixed pipeline, the DP's, then any pipeline the nodes left over still form */
+    out->pipes = st_xcalloc((size_t)ST_MAX(n_nodes, 1), sizeof *out->pipes); /* at most one per node */
+    if (has_fixed)
+        out->pipes[out->n_pipes++] = fixed, fixed.stages = NULL;
+    build_pipes(&c, best_assign, best_k, out->pipes + out->n_pipes);
+    out->n_pipes += best_k;
+    for (int i = 0; i < n_nodes; i++)
+        taken[i] |= best_assign[i] >= 0;
+    const node_info **chain = st_xcalloc((size_t)ST_MAX(n_nodes, 1), sizeof *chain);
+    for (int P; (P = greedy_chain(&c, taken, 0, m->n_layers, chain)) > 0; out->n_pipes++) {
+        st_alloc_pipeline *p = &out->pipes[out->n_pipes];
+        p->stages = st_xcalloc((size_t)P, sizeof *p->stages);
+        p->n_stages = P;
+        p->est_tokens_per_s = 1.0 / place_chain(&c, chain, P, 0, m->n_layers, p->stages);
+        p->kv_tokens = pipe_kv_tokens(m, &c, p->stages, P);
+    }
+    free(chain);
+    out->unused = st_xcalloc((size_t)ST_MAX(n_nodes, 1), sizeof *out->unused);
+    for (int i = 0; i < n_nodes; i++)
+        if (!taken[i])
+            out->unused[out->n_unused++] = c.nodes[i].id;
+    qsort(out->unused, (size_t)out->n_unused, sizeof *out->unused, by_int);
+out:
+    free(fixed.stages);
+    free(best_assign);
+    free(assign);
+    free(taken);
+    free(c.nodes);
+    return rc;
+}
+
+void st_alloc_plan_free(st_alloc_plan *p)
+{
+    if (!p)
+        return;
+    for (int i = 0; i < p->n_pipes; i++)
+        free(p->pipes[i].stages);
+    free(p->pipes);
+    free(p->unused);
+    memset(p, 0, sizeof *p);
+}
