@@ -41,6 +41,10 @@ trace_global st_trace_g = {.mu = PTHREAD_MUTEX_INITIALIZER, .node_pid = 1, .node
 
 static __thread trace_ring *tls_ring;
 static __thread uint64_t tls_current;
+static __thread char tls_name[48];
+static __thread int tls_current_set;
+static __thread uint64_t tls_step;
+static __thread uint32_t tls_pipe;
 static pthread_key_t ring_key;
 static pthread_once_t key_once = PTHREAD_ONCE_INIT;
 
@@ -71,19 +75,27 @@ static trace_ring *ring_acquire(void)
         g->rings = r;
     }
     r->owned = 1;
-    snprintf(r->name, sizeof r->name, "thread %u", r->tid);
+    if (tls_name[0])
+        snprintf(r->name, sizeof r->name, "%s", tls_name);
+    else
+        snprintf(r->name, sizeof r->name, "thread %u", r->tid);
     pthread_mutex_unlock(&g->mu);
     tls_ring = r;
     pthread_setspecific(ring_key, r);
     return r;
 }
 
+/* Kept until the thread's first record takes a ring: a thread that never
+ * records costs no ring. */
 void st_trace_thread_name(const char *name)
 {
-    trace_ring *r = tls_ring ? tls_ring : ring_acquire();
-    pthread_mutex_lock(&st_trace_g.mu);
-    snprintf(r->name, sizeof r->name, "%s", name ? name : "");
-    pthread_mutex_unlock(&st_trace_g.mu);
+    snprintf(tls_name, sizeof tls_name, "%s", name ? name : "");
+    trace_ring *r = tls_ring;
+    if (r) {
+        pthread_mutex_lock(&st_trace_g.mu);
+        snprintf(r->name, sizeof r->name, "%s", tls_name);
+        pthread_mutex_unlock(&st_trace_g.mu);
+    }
 }
 
 /* ---- configuration ------------------------------------------------------------------- */
@@ -128,8 +140,41 @@ uint64_t st_trace_admit(uint64_t *trace_id)
     return id;
 }
 
-void st_trace_set_current(uint64_t trace_id) { tls_current = trace_id; }
+void st_trace_set_current(uint64_t trace_id)
+{
+    tls_current = trace_id;
+    tls_current_set = 1;
+}
+
+void st_trace_clear_current(void)
+{
+    tls_current = 0;
+    tls_current_set = 0;
+    tls_step = 0;
+    tls_pipe = 0;
+}
+
+void st_trace_set_step(uint64_t step, uint32_t pipe)
+{
+    tls_step = step;
+    tls_pipe = pipe;
+}
+
+void st_trace_current_step(uint64_t *step, uint32_t *pipe)
+{
+    *step = tls_step;
+    *pipe = tls_pipe;
+}
+
 uint64_t st_trace_current(void) { return tls_current; }
+
+int st_trace_take_current(uint64_t *trace_id)
+{
+    *trace_id = tls_current;
+    int set = tls_current_set;
+    st_trace_clear_current();
+    return set;
+}
 
 uint32_t st_trace_new_pipe(void) { return (uint32_t)ADD(&st_trace_g.next_pipe, 1); }
 

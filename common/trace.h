@@ -110,12 +110,23 @@ void st_trace_thread_name(const char *name);
  * *trace_id to that id if sampled (deterministically, so that rate p traces
  * exactly round(n * p) of n requests), else 0. */
 uint64_t st_trace_admit(uint64_t *trace_id);
-/* The trace id the calling thread acts for, handed to code that cannot take
- * a parameter for it: the HTTP handler sets it around the back end's
- * submit (the batcher reads it there), the batcher around a traced step's
- * execution (a pipeline executor stamps it into the wire header). 0 = none. */
+/* The trace decision the calling thread acts for, handed to code that
+ * cannot take a parameter for it:
+ *   - the HTTP handler sets it around the back end's submit, and the
+ *     batcher's submit takes it (st_trace_take_current); a submit with
+ *     nothing set decides for itself with st_trace_admit;
+ *   - the batcher sets it around a traced step's execution, and a pipeline
+ *     executor reads it (st_trace_current) to stamp the wire header. */
 void st_trace_set_current(uint64_t trace_id);
+void st_trace_clear_current(void);
+/* The trace id set (0 if none or untraced). */
 uint64_t st_trace_current(void);
+/* 1 and the id if a decision was set (and clears it), else 0. */
+int st_trace_take_current(uint64_t *trace_id);
+/* The step being executed on this thread (step ids start at 1), so that an
+ * executor's step records join the batcher's; cleared with the trace id. */
+void st_trace_set_step(uint64_t step, uint32_t pipe);
+void st_trace_current_step(uint64_t *step, uint32_t *pipe);
 
 /* ---- recording (any thread; no-ops for req == 0 unless stated) -------------------------- */
 /* Append a record to the calling thread's ring (always, whatever r->req). */

@@ -3,6 +3,8 @@
 
 #include <string.h>
 
+#include "../common/trace.h"
+
 #define LD(p) __atomic_load_n((p), __ATOMIC_RELAXED)
 #define ADD(p, v) __atomic_add_fetch((p), (v), __ATOMIC_RELAXED)
 
@@ -71,6 +73,58 @@ static void render_hist(st_strbuf *sb, const char *name, const char *help, const
                  (unsigned long long)cum);
 }
 
+/* The tracer's always-on breakdown (common/trace.h): one family per stage of
+ * a request's life, the per-link send times as one family with a label. */
+static void render_trace_hist(st_strbuf *sb, const char *name, const char *labels, const st_trace_hist *h)
+{
+    const double *b = st_trace_hist_bounds();
+    const char *sep = labels[0] ? "," : "";
+    uint64_t cum = 0;
+    for (int k = 0; k <= ST_TRACE_HIST_BOUNDS; k++) {
+        cum += h->counts[k];
+        if (k < ST_TRACE_HIST_BOUNDS)
+            st_sb_printf(sb, "%s_bucket{%s%sle=\"%g\"} %llu\n", name, labels, sep, b[k], (unsigned long long)cum);
+        else
+            st_sb_printf(sb, "%s_bucket{%s%sle=\"+Inf\"} %llu\n", name, labels, sep, (unsigned long long)cum);
+    }
+    const char *open = labels[0] ? "{" : "", *close = labels[0] ? "}" : "";
+    st_sb_printf(sb, "%s_sum%s%s%s %.6f\n%s_count%s%s%s %llu\n", name, open, labels, close, (double)h->sum_ns * 1e-9,
+                 name, open, labels, close, (unsigned long long)cum);
+}
+
+static void render_breakdown(st_strbuf *sb)
+{
+    static const struct {
+        int id;
+        const char *name, *help;
+    } fixed[] = {
+        {ST_TH_QUEUE, "strait_queue_seconds", "Wait from submission (or preemption) to admission."},
+        {ST_TH_PREFILL, "strait_prefill_step_seconds", "Execution time of steps holding prompt rows."},
+        {ST_TH_DECODE, "strait_decode_step_seconds", "Execution time of decode-only steps."},
+        {ST_TH_STAGE, "strait_stage_compute_seconds", "A pipeline stage's compute for one step."},
+    };
+    st_trace_hist h;
+    const char *label;
+    for (size_t i = 0; i < sizeof fixed / sizeof *fixed; i++) {
+        if (st_trace_hist_get(fixed[i].id, &h, &label))
+            continue;
+        st_sb_printf(sb, "# HELP %s %s\n# TYPE %s histogram\n", fixed[i].name, fixed[i].help, fixed[i].name);
+        render_trace_hist(sb, fixed[i].name, "", &h);
+    }
+    st_sb_puts(sb, "# HELP strait_network_send_seconds A message posted on a link until its send completed, by link.\n"
+                   "# TYPE strait_network_send_seconds histogram\n");
+    for (int i = ST_TH_FIXED; i < ST_TH_COUNT; i++) {
+        if (st_trace_hist_get(i, &h, &label))
+            continue;
+        st_strbuf lb;
+        st_sb_init(&lb);
+        st_sb_puts(&lb, "link=");
+        st_sb_json_str(&lb, label, strlen(label)); /* a quoted, escaped label value */
+        render_trace_hist(sb, "strait_network_send_seconds", lb.buf, &h);
+        st_sb_free(&lb);
+    }
+}
+
 static void gauge(st_strbuf *sb, const char *name, const char *help, const char *type, double v)
 {
     st_sb_printf(sb, "# HELP %s %s\n# TYPE %s %s\n%s %.17g\n", name, help, name, type, name, v);
@@ -100,6 +154,7 @@ void st_metrics_render(const st_http_metrics *m, const st_gen_stats *s, st_strbu
     render_hist(sb, "strait_time_to_first_token_seconds", "Time from arrival to the first generated token.", &m->ttft);
     render_hist(sb, "strait_inter_token_latency_seconds", "Time between consecutive tokens of one request.", &m->itl);
     render_hist(sb, "strait_e2e_request_latency_seconds", "Time from arrival to the last event of a request.", &m->e2e);
+    render_breakdown(sb);
     if (!s)
         return;
     gauge(sb, "strait_model_ready", "1 once the model is loaded.", "gauge", s->ready);

@@ -23,6 +23,7 @@
 #include <time.h>
 
 #include "../common/st_common.h"
+#include "../common/trace.h"
 #include "http_internal.h"
 #include "web_assets.h"
 
@@ -58,6 +59,7 @@ struct gen {
     /* loop thread only */
     struct req_ctx *rc;        /* NULL once the request is gone */
     uint64_t id;
+    uint64_t trace_id;         /* the request id if traced, else 0 (common/trace.h) */
     int finish_seen;           /* the final event reached the loop */
     int abort_sent;
     int stream;
@@ -189,6 +191,7 @@ static void gen_flush(struct gen *g)
             return;
         }
         st_api_full_response(&g->out, &g->meta, &g->pending, st_gen_finish_name(g->finish), &u);
+        st_trace_instant(g->trace_id, ST_TK_WRITTEN, st_now_ns(), 0, g->out.len);
         h2o_iovec_t buf = h2o_iovec_init(g->out.buf, g->out.len);
         req->res.content_length = buf.len;
         start(req, 200, "application/json", &g->rc->gen);
@@ -213,6 +216,7 @@ static void gen_flush(struct gen *g)
         return;
     g->sending = 1;
     g->final_sent = fin;
+    st_trace_instant(g->trace_id, ST_TK_WRITTEN, st_now_ns(), 0, g->out.len);
     h2o_iovec_t buf = h2o_iovec_init(g->out.buf, g->out.len);
     h2o_send(req, &buf, 1, fin ? H2O_SEND_STATE_FINAL : H2O_SEND_STATE_IN_PROGRESS);
 }
@@ -312,9 +316,23 @@ static void handle_generate(struct st_http_server *srv, h2o_req_t *req, struct r
         fail(req, 503, "server_error", NULL, "the model is not loaded yet");
         return;
     }
+    /* the request id the client sees (X-Request-Id) and GET /debug/trace takes */
+    uint64_t trace_id, rid = st_trace_admit(&trace_id);
+    char rid_s[24];
+    int rid_n = snprintf(rid_s, sizeof rid_s, "%llu", (unsigned long long)rid);
+    h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("x-request-id"), 0, NULL,
+                          h2o_strdup(&req->pool, rid_s, (size_t)rid_n).base, (size_t)rid_n);
+    st_trace_instant(trace_id, ST_TK_RECEIVED, rc->t0, 0, req->entity.len);
+    uint64_t tp = trace_id ? st_now_ns() : 0;
     st_api_limits lim = {srv->cfg.max_body_bytes, stats.max_ctx, st_tok_vocab_size(srv->cfg.tok)};
     st_api_request ar;
-    if (st_api_parse(kind, req->entity.base, req->entity.len, &lim, &ar, &e)) {
+    int prc = st_api_parse(kind, req->entity.base, req->entity.len, &lim, &ar, &e);
+    if (trace_id) {
+        uint64_t now = st_now_ns();
+        st_trace_span(trace_id, ST_TK_PARSED, tp, now, 0, req->entity.len);
+        tp = now;
+    }
+    if (prc) {
         send_error(req, &e);
         st_api_request_free(&ar);
         return;
@@ -331,6 +349,11 @@ static void handle_generate(struct st_http_server *srv, h2o_req_t *req, struct r
         rcode = ST_OK;
     } else {
         rcode = st_prompt_text(&srv->prompt, ar.prompt, ar.prompt_len, &ids, &n_ids);
+    }
+    if (trace_id) { /* st_prompt_* render and tokenize in one call: one span for both */
+        uint64_t now = st_now_ns();
+        st_trace_span(trace_id, ST_TK_TEMPLATED, tp, now, (uint32_t)(n_ids > 0 ? n_ids : 0), 0);
+        st_trace_instant(trace_id, ST_TK_TOKENIZED, now, 0, 0);
     }
     if (rcode) {
         st_api_set_error(&e, 400, "invalid_request_error", pparam, "%s", st_errmsg());
@@ -385,7 +408,10 @@ static void handle_generate(struct st_http_server *srv, h2o_req_t *req, struct r
     gr.ignore_eos = ar.ignore_eos;
     gr.cb = on_gen_event;
     gr.user = g;
+    g->trace_id = trace_id;
+    st_trace_set_current(trace_id); /* the batcher's submit takes the decision */
     rcode = be->submit(be, &gr, &g->id);
+    st_trace_clear_current();
     if (rcode) {
         gen_free(g);
         if (rcode == ST_EINVAL)
@@ -418,6 +444,48 @@ error:
     free(ids);
     st_api_request_free(&ar);
     send_error(req, &e);
+}
+
+/* GET /debug/trace[?request_id=ID]: Chrome trace JSON of one request (the
+ * X-Request-Id of its response), or of everything this process holds. */
+static void handle_trace(h2o_req_t *req)
+{
+    uint64_t id = 0;
+    int have_id = 0;
+    if (req->query_at != SIZE_MAX) {
+        const char *q = req->path.base + req->query_at + 1, *end = req->path.base + req->path.len;
+        while (q < end) {
+            const char *amp = memchr(q, '&', (size_t)(end - q));
+            const char *stop = amp ? amp : end;
+            if (stop - q > 11 && !memcmp(q, "request_id=", 11)) {
+                have_id = 1;
+                for (const char *c = q + 11; c < stop; c++) {
+                    if (*c < '0' || *c > '9' || id > (UINT64_MAX - 9) / 10) {
+                        fail(req, 400, "invalid_request_error", "request_id",
+                             "request_id must be a decimal request id (the X-Request-Id of a response)");
+                        return;
+                    }
+                    id = id * 10 + (uint64_t)(*c - '0');
+                }
+            } else if (stop - q >= 10 && !memcmp(q, "request_id", 10)) {
+                fail(req, 400, "invalid_request_error", "request_id", "request_id needs a value");
+                return;
+            }
+            q = stop + 1;
+        }
+    }
+    st_strbuf sb;
+    st_sb_init(&sb);
+    int rc = have_id ? st_trace_export_request(id, &sb) : st_trace_export_all(&sb);
+    if (rc == ST_ENOENT || rc == ST_EINVAL) {
+        char msg[256];
+        snprintf(msg, sizeof msg, "%s (tracing samples %.3g of requests: --trace-sample)", st_errmsg(),
+                 st_trace_sample());
+        fail(req, rc == ST_ENOENT ? 404 : 400, "invalid_request_error", "request_id", msg);
+    } else {
+        send_body(req, 200, "application/json", sb.buf, sb.len);
+    }
+    st_sb_free(&sb);
 }
 
 static void handle_models(struct st_http_server *srv, h2o_req_t *req)
@@ -495,6 +563,11 @@ int st_http_on_req(struct st_http_server *srv, h2o_req_t *req)
     rc->srv = srv;
     rc->req = req;
     rc->t0 = st_now_ns();
+    static __thread int named;
+    if (!named) {
+        named = 1;
+        st_trace_thread_name("http");
+    }
     copy_iov(rc->method, sizeof rc->method, req->method);
     copy_iov(rc->path, sizeof rc->path, req->path_normalized);
     srv->n_live_reqs++;
@@ -507,7 +580,7 @@ int st_http_on_req(struct st_http_server *srv, h2o_req_t *req)
         const char *path;
         int post;
     } routes[] = {{"/v1/chat/completions", 1}, {"/v1/completions", 1}, {"/v1/models", 0}, {"/health", 0},
-                  {"/metrics", 0}};
+                  {"/metrics", 0}, {"/debug/trace", 0}};
     int r = -1;
     for (int k = 0; k < (int)ST_ARRAY_LEN(routes); k++)
         if (is(path, routes[k].path))
@@ -543,7 +616,8 @@ int st_http_on_req(struct st_http_server *srv, h2o_req_t *req)
     case 1: handle_generate(srv, req, rc, ST_API_COMPLETION); break;
     case 2: handle_models(srv, req); break;
     case 3: handle_health(srv, req); break;
-    default: handle_metrics(srv, req); break;
+    case 4: handle_metrics(srv, req); break;
+    default: handle_trace(req); break;
     }
     return 0;
 }

@@ -1,5 +1,6 @@
 /* The batcher's lifecycle, loop thread, submission inbox, metrics and the
  * synchronous helper (see batcher.h; the step itself is in sched_step.c). */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -111,6 +112,7 @@ int st_batcher_create(st_model *m, st_backend *be, const st_batcher_config *cfg,
     pthread_cond_init(&b->cv, NULL);
     pthread_mutex_init(&b->stats_mu, NULL);
     b->next_id = 1;
+    b->trace_pipe = st_trace_new_pipe();
     b->watermark = ST_MAX(1, n_blocks / 100);
     st_batcher_set_executor(b, NULL, NULL);
     ST_INFO("batcher: %d KV blocks of %d tokens (%.1f MiB%s), context %d, batch %d seqs / %d tokens, prefix cache %s",
@@ -143,12 +145,14 @@ static void abort_all(st_batcher *b)
     pthread_mutex_unlock(&b->mu);
     while (b->n_running) {
         seq *s = b->running[b->n_running - 1];
+        sched_trace_end(s, ST_FINISH_ABORT);
         seq_emit_final(b, s, ST_FINISH_ABORT, NULL);
         sched_retire(b, s);
         b->st.requests_aborted++;
     }
     while (b->waiting.head) {
         seq *s = b->waiting.head;
+        sched_trace_end(s, ST_FINISH_ABORT);
         seq_emit_final(b, s, ST_FINISH_ABORT, NULL);
         sched_retire(b, s);
         b->st.requests_aborted++;
@@ -181,6 +185,9 @@ void st_batcher_destroy(st_batcher *b)
 static void *loop_main(void *arg)
 {
     st_batcher *b = arg;
+    char name[32];
+    snprintf(name, sizeof name, "batcher %u", b->trace_pipe);
+    st_trace_thread_name(name);
     for (;;) {
         pthread_mutex_lock(&b->mu);
         /* n_running / waiting are this thread's own state */
@@ -264,10 +271,16 @@ int st_batcher_submit(st_batcher *b, const st_request *r, uint64_t *id)
 {
     if (id)
         *id = 0;
+    /* the caller's trace decision (the HTTP handler's), or one made here */
+    uint64_t trace_id;
+    if (!st_trace_take_current(&trace_id))
+        st_trace_admit(&trace_id);
     int rc = validate(b, r);
     if (rc)
         return rc;
     seq *s = seq_new(b, r, 0);
+    s->trace_id = trace_id;
+    s->t_queued = st_now_ns();
     pthread_mutex_lock(&b->mu);
     s->id = b->next_id++;
     seq_list_push_back(&b->inbox, s);

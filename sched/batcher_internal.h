@@ -9,6 +9,7 @@
 
 #include <pthread.h>
 
+#include "../common/trace.h"
 #include "../engine/forward.h"
 #include "../engine/tokenizer.h"
 #include "batch.h"
@@ -40,6 +41,8 @@ typedef struct seq {
 
     int state;
     int sched_rows;               /* rows scheduled in the current step */
+    uint64_t trace_id;            /* request id if traced, else 0 (common/trace.h) */
+    uint64_t t_queued;            /* ns: submitted, or preempted (queue-wait histogram) */
     int batch_idx;                /* its index in the current batch, or -1 */
 } seq;
 
@@ -59,6 +62,7 @@ struct st_batcher {
     st_kv_blocks *kb;
     int watermark;                /* blocks admission leaves free while others run (1%, >= 1) */
     st_batch_executor exec;       /* runs a batch (default: exec_local) */
+    uint32_t trace_pipe;          /* this batcher in step trace records */
     void *exec_ctx;
 
     /* submission side: guarded by mu */
@@ -106,6 +110,13 @@ int logits_top(const float *logits, int n_vocab, int n, st_token_logprob *out);
 void seq_list_push_back(seq_list *l, seq *s);
 void seq_list_push_front(seq_list *l, seq *s);
 void seq_list_remove(seq_list *l, seq *s);
+
+/* The request's last trace record: finished (with the reason) or aborted. */
+static inline void sched_trace_end(const seq *s, st_finish_reason why)
+{
+    st_trace_instant(s->trace_id, why == ST_FINISH_ABORT ? ST_TK_ABORTED : ST_TK_FINISHED, st_now_ns(),
+                     (uint32_t)why, 0);
+}
 
 /* sched_step.c */
 /* The default executor: st_forward over b->kv, logits copied to the host. */

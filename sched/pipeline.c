@@ -6,6 +6,8 @@
 #include <string.h>
 
 #include "../common/st_common.h"
+#include "../common/trace.h"
+#include "../dataplane/crc32c.h"
 #include "../dataplane/poller.h"
 #include "pipeline_msg.h"
 
@@ -18,6 +20,9 @@ struct st_pipeline {
     size_t cap;
     int busy;                 /* buf's completion not yet reaped */
     uint64_t step;            /* step id of the last FORWARD sent */
+    uint64_t t_posted;        /* ns: buf handed to the link (trace) */
+    uint64_t t_done;          /* ns: its send completion reaped */
+    int hist_link;            /* send-time histogram of the link to the first stage */
     int err;                  /* sticky: the pipeline is down */
     char why[512];
 };
@@ -41,6 +46,10 @@ static int check_links(st_pipeline *p)
     int n;
     while ((n = st_poller_poll_cq(p->pn, c, 8)) > 0)
         for (int i = 0; i < n; i++) {
+            if (p->busy) {
+                p->t_done = st_now_ns();
+                st_trace_observe(p->hist_link, p->t_done - p->t_posted);
+            }
             p->busy = 0;
             if (c[i].status)
                 return down(p, c[i].status, "link to the first stage failed: %s", st_link_errmsg(p->c.next));
@@ -57,6 +66,7 @@ static int send_buf(st_pipeline *p, size_t len)
     st_iov iov = {p->buf, len, NULL};
     int idle = 0, rc;
     p->busy = 1;
+    p->t_posted = st_now_ns();
     while ((rc = st_poller_send(p->pn, &iov, 1, 0)) == ST_EAGAIN) {
         if ((rc = check_links(p)))
             return rc;
@@ -144,6 +154,7 @@ int st_pipeline_create(const st_pipeline_config *cfg, st_pipeline **out)
         c.setup_timeout_ms = 30000;
     st_pipeline *p = st_xcalloc(1, sizeof *p);
     p->c = c;
+    p->hist_link = st_trace_link("head -> first stage");
     p->mc = c.model ? *c.model : c.local->cfg;
     int rc;
     if (c.local && (rc = st_stage_init(&p->local, c.local, c.be, c.n_blocks, c.block_size, c.max_tokens, 0))) {
@@ -199,6 +210,21 @@ void st_pipeline_destroy(st_pipeline *p)
     free(p);
 }
 
+/* Put a traced step's trace id into an encoded header (offset 32) and
+ * reseal it: the CRC32C covers the header with its crc field (offset 8)
+ * zeroed, then the records (dataplane/wire.h). */
+static void stamp_trace_id(uint8_t *msg, size_t meta_len, uint64_t trace_id)
+{
+    static const uint8_t zero[4];
+    for (int i = 0; i < 8; i++)
+        msg[32 + i] = (uint8_t)(trace_id >> (8 * i));
+    uint32_t c = st_crc32c(0, msg, 8);
+    c = st_crc32c(c, zero, 4);
+    c = st_crc32c(c, msg + 12, meta_len - 12);
+    for (int i = 0; i < 4; i++)
+        msg[8 + i] = (uint8_t)(c >> (8 * i));
+}
+
 int st_pipeline_exec(void *ctx, const st_sched_batch *sb, float *logits)
 {
     st_pipeline *p = ctx;
@@ -219,9 +245,18 @@ int st_pipeline_exec(void *ctx, const st_sched_batch *sb, float *logits)
     size_t meta;
     if ((rc = st_pipe_encode_forward(p->buf, p->cap, sb, step, wire_dt, hidden, &meta)))
         return rc;
+    /* a traced step (the batcher says so) carries its trace id to every stage */
+    uint64_t traced = st_trace_current(), tstep;
+    uint32_t tpipe;
+    st_trace_current_step(&tstep, &tpipe);
+    if (traced)
+        stamp_trace_id(p->buf, meta, traced);
     if (local) {
+        uint64_t t0 = traced ? st_now_ns() : 0;
         if ((rc = st_stage_run(&p->local, &sb->b, NULL, 0, NULL, 0, p->buf + meta, p->c.act_dtype)))
             return rc;
+        st_trace_step_span(traced, ST_TK_STAGE, tstep, tpipe, 0, t0, traced ? st_now_ns() : 0,
+                           (uint32_t)sb->b.n_tokens, (uint32_t)sb->b.n_seqs, 0);
     } else {
         memcpy(p->buf + meta, sb->b.tokens, payload);
     }
@@ -229,6 +264,13 @@ int st_pipeline_exec(void *ctx, const st_sched_batch *sb, float *logits)
     st_wire_msg msg;
     if ((rc = send_buf(p, meta + payload)) || (rc = wait_reply(p, &raw, -1)))
         return rc;
+    if (traced) { /* the send to the first stage, then the wait for the last one's reply */
+        uint64_t now = st_now_ns();
+        st_trace_step_span(traced, ST_TK_HOP_SEND, tstep, tpipe, -1, p->t_posted, p->t_done, (uint32_t)sb->b.n_tokens,
+                           (uint32_t)sb->b.n_seqs, meta + payload);
+        st_trace_step_span(traced, ST_TK_HOP_RECV, tstep, tpipe, -1, p->t_posted, now, (uint32_t)sb->n_logit_rows,
+                           (uint32_t)sb->b.n_seqs, raw.len);
+    }
     rc = check_reply(p, &raw, step, &msg);
     if (!rc && (msg.hdr.dtype != ST_WIRE_DT_F32 || msg.hdr.n_tokens != (uint32_t)sb->n_logit_rows ||
                 msg.hdr.hidden != (uint32_t)p->mc.vocab_size))

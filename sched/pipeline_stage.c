@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "../common/st_common.h"
+#include "../common/trace.h"
 #include "../dataplane/poller.h"
 #include "pipeline_msg.h"
 
@@ -17,6 +18,9 @@ typedef struct out_buf {
     uint8_t *p;
     size_t cap;
     int busy;
+    /* for the trace: when it was posted, what it carried */
+    uint64_t t_posted, step, trace_id, bytes;
+    uint32_t pipe;
 } out_buf;
 
 typedef struct stage_srv {
@@ -31,6 +35,10 @@ typedef struct stage_srv {
     st_pipe_setup su;
     st_pipe_batch pb;
     st_pipe_stage_stats stats;
+    int hist_link;     /* send-time histogram of the link downstream */
+    uint64_t trace_id; /* of the FORWARD being handled (its header's), 0: untraced */
+    uint64_t step;
+    uint32_t pipe;
 } stage_srv;
 
 /* Reap completions; ST_OK or the output link's error. */
@@ -40,8 +48,14 @@ static int reap(stage_srv *s)
     int n;
     while ((n = st_poller_poll_cq(s->pout, c, 16)) > 0)
         for (int i = 0; i < n; i++) {
-            if (c[i].cookie < N_OUT)
-                s->ob[c[i].cookie].busy = 0;
+            if (c[i].cookie < N_OUT) {
+                out_buf *b = &s->ob[c[i].cookie];
+                uint64_t now = st_now_ns();
+                st_trace_observe(s->hist_link, now - b->t_posted);
+                st_trace_step_span(b->trace_id, ST_TK_HOP_SEND, b->step, b->pipe, s->m->layer_start, b->t_posted,
+                                   now, 0, 0, b->bytes);
+                b->busy = 0;
+            }
             if (c[i].status)
                 return st_err(c[i].status, "downstream link failed: %s", st_link_errmsg(s->out));
         }
@@ -74,6 +88,11 @@ static int send_buf(stage_srv *s, out_buf *b, size_t len)
     st_iov iov = {b->p, len, NULL};
     uint64_t cookie = (uint64_t)(b - s->ob);
     b->busy = 1;
+    b->t_posted = st_now_ns();
+    b->trace_id = s->trace_id;
+    b->step = s->step;
+    b->pipe = s->pipe;
+    b->bytes = len;
     s->next_ob = (s->next_ob + 1) % N_OUT;
     int idle = 0, rc;
     while ((rc = st_poller_send(s->pout, &iov, 1, cookie)) == ST_EAGAIN) {
@@ -167,6 +186,7 @@ static int on_forward(stage_srv *s, const st_wire_msg *msg)
     if ((rc = get_buf(s, need, &b)))
         return rc;
     size_t meta;
+    uint64_t t0 = st_now_ns();
     if (last(s))
         rc = st_pipe_encode_plain(b->p, b->cap, ST_WIRE_RESULT, 0, step, ST_WIRE_DT_F32, (uint32_t)pb->n_rows,
                                   (uint32_t)s->m->cfg.vocab_size, &meta);
@@ -181,6 +201,10 @@ static int on_forward(stage_srv *s, const st_wire_msg *msg)
         return send_error(s, step, why);
     }
     s->stats.steps++;
+    uint64_t t1 = st_now_ns();
+    st_trace_observe(ST_TH_STAGE, t1 - t0);
+    st_trace_step_span(s->trace_id, ST_TK_STAGE, step, s->pipe, s->m->layer_start, t0, t1, (uint32_t)pb->b.n_tokens,
+                       (uint32_t)pb->b.n_seqs, 0);
     return send_buf(s, b, meta + out_bytes);
 }
 
@@ -208,6 +232,12 @@ static int handle(stage_srv *s, const st_msg *raw)
             memcpy(&step, raw->data + 24, 8); /* best effort: the header may be the corrupt part */
         return send_error(s, step, why);
     }
+    /* a traced step (nonzero trace id) leaves records on this node, on its clock */
+    s->trace_id = msg.hdr.trace_id;
+    s->step = msg.hdr.step_id;
+    s->pipe = msg.hdr.pipeline_id;
+    st_trace_step_span(s->trace_id, ST_TK_HOP_RECV, s->step, s->pipe, s->m->layer_start, st_now_ns(), 0,
+                       msg.hdr.n_tokens, msg.hdr.n_seqs, raw->len);
     if (msg.hdr.kind != ST_WIRE_FORWARD) {
         s->stats.rejected++;
         return send_error(s, msg.hdr.step_id, "stage: expected a FORWARD message");
@@ -224,6 +254,11 @@ int st_pipe_stage_serve(st_link *in, st_link *out, const st_model *m, st_backend
 {
     stage_srv *s = st_xcalloc(1, sizeof *s);
     s->m = m;
+    char name[48];
+    snprintf(name, sizeof name, "stage %d..%d", m->layer_start, m->layer_end);
+    st_trace_thread_name(name);
+    snprintf(name, sizeof name, "stage %d..%d ->", m->layer_start, m->layer_end);
+    s->hist_link = st_trace_link(name);
     s->be = be;
     s->out = out;
     st_poller_opts po;

@@ -39,6 +39,8 @@ static void preempt(st_batcher *b, seq *s)
     s->sched_rows = 0;
     seq_list_push_front(&b->waiting, s);
     b->st.preemptions++;
+    s->t_queued = st_now_ns();
+    st_trace_instant(s->trace_id, ST_TK_PREEMPTED, s->t_queued, 0, 0);
     ST_DEBUG("batcher: preempted request %llu at %d tokens", (unsigned long long)s->id, s->n_tokens);
 }
 
@@ -79,6 +81,7 @@ static void drain_inbox(st_batcher *b)
         seq *s = find_seq(b, b->abort_work[i]);
         if (!s)
             continue; /* already finished */
+        sched_trace_end(s, ST_FINISH_ABORT);
         seq_emit_final(b, s, ST_FINISH_ABORT, NULL);
         sched_retire(b, s);
         b->st.requests_aborted++;
@@ -134,6 +137,7 @@ static int schedule(st_batcher *b)
         int hit = s->kv.n_blocks ? 0 : st_kv_seq_match_prefix(b->kb, &s->kv, s->tokens, s->n_tokens);
         int rows = ST_MIN(s->n_tokens - s->kv.n_committed, budget);
         if (rows <= 0) { /* a prefix hit must leave the last token to compute: never loop on it */
+            sched_trace_end(s, ST_FINISH_ERROR);
             seq_emit_final(b, s, ST_FINISH_ERROR, "batcher: prefix cache covered the whole text");
             sched_retire(b, s);
             b->st.requests_finished++;
@@ -154,6 +158,10 @@ static int schedule(st_batcher *b)
         s->sched_rows = rows;
         budget -= rows;
         b->st.prefix_hit_tokens += (uint64_t)hit;
+        uint64_t now = st_now_ns();
+        st_trace_observe(ST_TH_QUEUE, now - s->t_queued);
+        st_trace_span(s->trace_id, ST_TK_QUEUED, s->t_queued, now, (uint32_t)s->n_tokens, 0);
+        st_trace_instant(s->trace_id, ST_TK_ADMITTED, now, (uint32_t)hit, 0);
         if (!s->admitted) {
             s->admitted = 1;
             s->n_cached = hit;
@@ -164,8 +172,11 @@ static int schedule(st_batcher *b)
 }
 
 /* ---- execution ------------------------------------------------------------------------- */
-static void build_batch(st_batcher *b)
+/* Returns a traced request's id if the step holds one (its step records are
+ * then kept), else 0. */
+static uint64_t build_batch(st_batcher *b)
 {
+    uint64_t traced = 0;
     st_sched_batch_reset(&b->batch, b->st.steps);
     for (int i = 0; i < b->n_running; i++) {
         seq *s = b->running[i];
@@ -177,8 +188,11 @@ static void build_batch(st_batcher *b)
         s->batch_idx = st_sched_batch_add(&b->batch, (int32_t)(s->id & 0x7fffffff), s->id, s->tokens + from,
                                           s->sched_rows, from, s->kv.table, s->kv.n_blocks,
                                           from + s->sched_rows == s->n_tokens, &s->req.sampling);
+        if (!traced)
+            traced = s->trace_id;
     }
     st_sched_batch_seal(&b->batch);
+    return traced;
 }
 
 /* Work counters for one sequence's rows [from, from + n). */
@@ -193,14 +207,21 @@ static void count_rows(st_batcher *b, const seq *s, int from, int n)
         b->st.recomputed_tokens += (uint64_t)(hi - lo);
 }
 
-/* Hand each scheduled sequence its rows' results: commit its KV, sample. */
-static void finish_step(st_batcher *b, seq **step_seqs, int n_seqs)
+/* Hand each scheduled sequence its rows' results: commit its KV, sample.
+ * [t0, t1] is the step's execution (ns), for the trace. */
+static void finish_step(st_batcher *b, seq **step_seqs, int n_seqs, uint64_t t0, uint64_t t1)
 {
     const st_sched_batch *sb = &b->batch;
     st_token_logprob top[ST_MAX_TOP_LOGPROBS];
     for (int k = 0; k < n_seqs; k++) {
         seq *s = step_seqs[k];
         int from = s->kv.n_committed, n = s->sched_rows;
+        if (s->trace_id) {
+            /* decoding = feeding back its newest sampled token; anything else is (re)prefill */
+            int decode = n == 1 && s->n_generated > 0 && from + 1 == s->n_tokens;
+            st_trace_step_part(s->trace_id, decode ? ST_TK_DECODE : ST_TK_PREFILL, sb->step + 1, b->trace_pipe, t0, t1,
+                               (uint32_t)n, (uint32_t)sb->b.n_seqs);
+        }
         count_rows(b, s, from, n);
         st_kv_seq_commit(b->kb, &s->kv, s->tokens, from + n);
         s->sched_rows = 0;
@@ -211,16 +232,24 @@ static void finish_step(st_batcher *b, seq **step_seqs, int n_seqs)
         float *row = b->logits + (size_t)lr * b->vocab;
         int n_top = s->req.top_logprobs > 0 ? logits_top(row, b->vocab, s->req.top_logprobs, top) : 0;
         float lp = 0.0f;
+        uint64_t ts = s->trace_id ? st_now_ns() : 0;
         int32_t tok = st_sampler_sample(&s->sampler, row, b->vocab, s->tokens, s->n_tokens,
                                         s->req.logprobs ? &lp : NULL);
+        uint64_t td = s->trace_id ? st_now_ns() : 0;
+        st_trace_span(s->trace_id, ST_TK_SAMPLED, ts, td, 1, 0);
         if (tok < 0) {
+            sched_trace_end(s, ST_FINISH_ERROR);
             seq_emit_final(b, s, ST_FINISH_ERROR, st_errmsg());
             sched_retire(b, s);
             b->st.requests_finished++;
             continue;
         }
         b->st.generated_tokens++;
-        if (seq_on_token(b, s, tok, lp, top, n_top) != ST_FINISH_NONE) {
+        st_finish_reason fin = seq_on_token(b, s, tok, lp, top, n_top);
+        if (s->trace_id)
+            st_trace_span(s->trace_id, ST_TK_DETOKENIZED, td, st_now_ns(), 1, 0);
+        if (fin != ST_FINISH_NONE) {
+            sched_trace_end(s, fin);
             sched_retire(b, s);
             b->st.requests_finished++;
         }
@@ -267,7 +296,7 @@ int sched_step(st_batcher *b)
         sched_publish_stats(b);
         return 1;
     }
-    build_batch(b);
+    uint64_t traced = build_batch(b);
     /* the scheduled sequences, in batch order (retiring edits b->running) */
     seq **step_seqs = b->step_seqs;
     int n_seqs = 0;
@@ -276,7 +305,20 @@ int sched_step(st_batcher *b)
             step_seqs[n_seqs++] = b->running[i];
 
     const st_sched_batch *sb = &b->batch;
+    /* a traced step's executor sees the trace id (a pipeline puts it in the wire
+     * header) and the step (trace step ids are the batch's step + 1: 0 means none) */
+    if (traced) {
+        st_trace_set_current(traced);
+        st_trace_set_step(sb->step + 1, b->trace_pipe);
+    }
+    uint64_t t0 = st_now_ns();
     int rc = b->exec(b->exec_ctx, sb, b->logits);
+    uint64_t t1 = st_now_ns();
+    if (traced)
+        st_trace_clear_current();
+    st_trace_observe(sb->b.n_tokens > sb->b.n_seqs ? ST_TH_PREFILL : ST_TH_DECODE, t1 - t0);
+    st_trace_step_span(traced, ST_TK_STEP, sb->step + 1, b->trace_pipe, -1, t0, t1, (uint32_t)sb->b.n_tokens,
+                       (uint32_t)sb->b.n_seqs, 0);
     b->st.steps++;
     b->st.batch_tokens += (uint64_t)sb->b.n_tokens;
     b->st.batch_seqs += (uint64_t)sb->b.n_seqs;
@@ -288,6 +330,7 @@ int sched_step(st_batcher *b)
         snprintf(msg, sizeof msg, "forward failed: %s", st_errmsg());
         ST_ERROR("batcher: step %llu: %s", (unsigned long long)sb->step, msg);
         for (int k = 0; k < n_seqs; k++) {
+            sched_trace_end(step_seqs[k], ST_FINISH_ERROR);
             seq_emit_final(b, step_seqs[k], ST_FINISH_ERROR, msg);
             sched_retire(b, step_seqs[k]);
             b->st.requests_finished++;
@@ -295,7 +338,7 @@ int sched_step(st_batcher *b)
         sched_publish_stats(b);
         return rc;
     }
-    finish_step(b, step_seqs, n_seqs);
+    finish_step(b, step_seqs, n_seqs, t0, t1);
     sched_publish_stats(b);
     return 1;
 }
