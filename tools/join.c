@@ -68,6 +68,11 @@ static int parse_bytes(const char *V, const char *name, const char *s, uint64_t 
     memcpy(num, s, n);
     num[n] = 0;
     uint64_t v;
+    if (strspn(num, "0123456789") != n) {
+        fprintf(stderr, "strait %s: invalid value '%s' for --%s (bytes, with an optional k/M/G/T suffix)\n", V, s,
+                name);
+        return -1;
+    }
     if (st_opt_u64(V, name, num, &v))
         return -1;
     if (shift && v > (UINT64_MAX >> shift)) {
