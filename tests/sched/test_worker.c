@@ -173,7 +173,7 @@ int main(void)
     st_listener *next_l;
     CHECK(st_listen("tcp", "127.0.0.1:0", NULL, &next_l) == ST_OK);
     st_ctl_assign a = {.epoch = 7, .pipeline = 0, .stage = 0, .n_stages = 1, .start = 0, .end = 2};
-    snprintf(a.model, sizeof a.model, "%s", model);
+    snprintf(a.model, sizeof a.model, "%.500s", model);
     snprintf(a.next.transport, sizeof a.next.transport, "tcp");
     snprintf(a.next.addr, sizeof a.next.addr, "%s", st_listener_addr(next_l));
     size_t len;
