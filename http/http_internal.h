@@ -50,6 +50,9 @@ struct st_http_server {
     int n_inflight;            /* submitted, final event not yet seen */
     int n_live_reqs;           /* requests whose memory is not yet disposed */
     uint64_t seq;              /* request id counter */
+    h2o_linklist_t ext_streams; /* open SSE streams of st_http_route.stream routes */
+    h2o_timeout_t *ext_timers; /* (n_routes,) one per route period, made on first use */
+    unsigned char *ext_timer_init; /* (n_routes,) 1 once ext_timers[i] is initialised */
 
     st_http_metrics metrics;
     pthread_t thread;
@@ -67,6 +70,11 @@ const st_http_route *st_http_ext_find(struct st_http_server *srv, h2o_req_t *req
 int st_http_ext_serve(struct st_http_server *srv, h2o_req_t *req, const st_http_route *rt);
 int st_http_ext_stream(struct st_http_server *srv, h2o_req_t *req, const st_http_route *rt, const char *query,
                        size_t query_len);
+/* Shutdown: end every open SSE stream of an extra route (a final empty
+ * chunk), so that open status pages do not hold the server up. */
+void st_http_ext_end_streams(struct st_http_server *srv);
+/* Release the per-route timers (the loop no longer runs). */
+void st_http_ext_free(struct st_http_server *srv);
 /* Abort every unfinished generation (shutdown). */
 void st_http_abort_all(struct st_http_server *srv);
 

@@ -74,6 +74,7 @@ static void on_wake(h2o_socket_t *sock, const char *err)
         return;
     srv->stopping = 1;
     close_listener(srv);
+    st_http_ext_end_streams(srv);
     srv->abort_at_ns = st_now_ns() + (uint64_t)(srv->cfg.shutdown_grace_ms > 0 ? srv->cfg.shutdown_grace_ms : 0) * 1000000ull;
     ST_INFO("http: stopping (%d generations in flight)", srv->n_inflight);
 }
@@ -202,6 +203,7 @@ int st_http_server_create(const st_http_server_config *cfg, st_http_server **out
     srv->cfg.model_name = srv->model_name;
     st_metrics_init(&srv->metrics);
     h2o_linklist_init_anchor(&srv->streams);
+    h2o_linklist_init_anchor(&srv->ext_streams);
     int rc;
     if ((rc = load_keys(srv, cfg)) || (rc = st_prompt_init(&srv->prompt, cfg->tok, cfg->chat_template)) ||
         (rc = make_tls(srv, cfg)) || (rc = make_listener(srv, srv->host, cfg->port)))
@@ -340,6 +342,7 @@ void st_http_server_destroy(st_http_server *srv)
     for (int i = 0; i < srv->n_keys; i++)
         free(srv->keys[i]);
     free(srv->keys);
+    st_http_ext_free(srv);
     free((void *)srv->cfg.routes);
     /* nothing runs the loop any more, so only a back end still holding a
      * generation (a hard-deadline stop) can reach srv: keep it then */
