@@ -39,6 +39,8 @@ const char *st_trace_kind_name(int kind) { return kind > 0 && kind < ST_TK_END ?
 /* ---- global state -------------------------------------------------------------------- */
 trace_global st_trace_g = {.mu = PTHREAD_MUTEX_INITIALIZER, .node_pid = 1, .node_name = "strait"};
 
+static void env_init(void);
+
 static __thread trace_ring *tls_ring;
 static __thread uint64_t tls_current;
 static __thread char tls_name[48];
@@ -89,6 +91,7 @@ static trace_ring *ring_acquire(void)
  * records costs no ring. */
 void st_trace_thread_name(const char *name)
 {
+    env_init();
     snprintf(tls_name, sizeof tls_name, "%s", name ? name : "");
     trace_ring *r = tls_ring;
     if (r) {
@@ -99,6 +102,32 @@ void st_trace_thread_name(const char *name)
 }
 
 /* ---- configuration ------------------------------------------------------------------- */
+/* STRAIT_TRACE_SAMPLE and STRAIT_TRACE_FILE, read once by the first
+ * admission or named thread: tracing for any process (a pipeline stage, a
+ * test) without a flag; flags set later win. */
+static void close_at_exit(void) { (void)st_trace_close_file(); }
+
+static void init_from_env(void)
+{
+    const char *p = getenv("STRAIT_TRACE_SAMPLE"), *f = getenv("STRAIT_TRACE_FILE");
+    double v;
+    if (p && *p && !__atomic_load_n(&st_trace_g.rate_set, __ATOMIC_RELAXED)) {
+        if (st_trace_parse_sample(p, &v) == ST_OK)
+            st_trace_set_sample(v);
+        else
+            ST_WARN("STRAIT_TRACE_SAMPLE ignored: %s", st_errmsg());
+    }
+    if (f && *f) {
+        if (st_trace_open_file(f) == ST_OK)
+            atexit(close_at_exit);
+        else
+            ST_WARN("STRAIT_TRACE_FILE ignored: %s", st_errmsg());
+    }
+}
+
+static pthread_once_t env_once = PTHREAD_ONCE_INIT;
+static void env_init(void) { pthread_once(&env_once, init_from_env); }
+
 int st_trace_parse_sample(const char *s, double *p)
 {
     if (!s || !*s)
@@ -132,6 +161,7 @@ void st_trace_set_node(int pid, const char *name)
 
 uint64_t st_trace_admit(uint64_t *trace_id)
 {
+    env_init();
     uint64_t id = ADD(&st_trace_g.next_req, 1);
     uint64_t q = LD(&st_trace_g.rate_q32);
     /* request n is traced when floor(n * p) steps up: exactly floor(N * p) of the first N */

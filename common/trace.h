@@ -33,6 +33,10 @@
  * compute, per-link send time) are always on, sampled or not; /metrics
  * renders them.
  *
+ * Environment: STRAIT_TRACE_SAMPLE=P and STRAIT_TRACE_FILE=F act like
+ * --trace-sample / --trace-file in any process (read once, at the first
+ * admission or named thread; the file is closed at exit).
+ *
  * Clocks: timestamps are this node's CLOCK_MONOTONIC. Records made on
  * another node (a remote stage) are on that node's clock; aligning them
  * needs the control channel's offset estimate (not done here). */
