@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# A cluster over slow links: `strait run -n 2` and two `strait join` nodes on
+# loopback, every process with STRAIT_LINK_DELAY_MS=35 (each data message
+# on every tcp link is held 35 ms, as on a long path; heartbeats are not),
+# the data plane forced to tcp. Streaming greedy completions must arrive
+# whole (ending in [DONE]) and identical to a single `strait run`.
+#   test_cluster_slow.sh path/to/strait
+# Skips (77) when the default model is not cached or curl is missing.
+set -uo pipefail
+STRAIT=${1:?usage: test_cluster_slow.sh path/to/strait}
+HERE=$(cd "$(dirname "$0")" && pwd)
+MODEL=${ST_TEST_MODEL:-${STRAIT_HOME:-$HOME/.cache/strait}/models/SmolLM2-135M-Instruct.Q4_1.gguf}
+[ -f "$MODEL" ] || { echo "SKIP: the default model is not cached ($MODEL; run: strait models pull)"; exit 77; }
+command -v curl >/dev/null || { echo "SKIP: curl is not installed"; exit 77; }
+"$STRAIT" run --help 2>/dev/null | grep -q -- '--nodes' ||
+  { echo "SKIP: this strait run has no --nodes (no cluster scheduler)"; exit 77; }
+DELAY=${DELAY_MS:-35}
+
+TMP=$(mktemp -d)
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null; done
+  [ -n "${KEEP_TMP:-}" ] && echo "kept $TMP" || rm -rf "$TMP"
+}
+trap cleanup EXIT
+fail=0
+pass=0
+ok() { pass=$((pass + 1)); }
+bad() { echo "FAIL $*"; fail=$((fail + 1)); }
+
+. "$HERE/cluster_lib.sh"
+
+N_LAYERS=$("$STRAIT" inspect "$MODEL" 2>/dev/null | sed -n 's/.*\b\([0-9][0-9]*\) layers.*/\1/p' | head -1)
+[ -n "$N_LAYERS" ] || N_LAYERS=30
+CUT=$((N_LAYERS / 2))
+
+# ---- one machine (no delay) --------------------------------------------------------------
+"$STRAIT" run -m "$MODEL" --host 127.0.0.1 --port 0 -t 1 --kv-cache-memory 67108864 --ctx 2048 \
+  >"$TMP/run.log" 2>&1 &
+RUN=$!
+PIDS+=($RUN)
+PORT=$(wait_log "$TMP/run.log" $RUN 's|.*listening on http://127\.0\.0\.1:\([0-9]*\).*|\1|p')
+[ -n "$PORT" ] || { echo "FAIL: strait run did not start:"; cat "$TMP/run.log"; exit 1; }
+stream_all "http://127.0.0.1:$PORT" "$TMP/one"
+kill -TERM $RUN; wait $RUN 2>/dev/null
+
+# ---- the cluster, every link slow ------------------------------------------------------------
+export STRAIT_LINK_DELAY_MS=$DELAY
+TOKEN=slow-test-$$-$RANDOM
+"$STRAIT" run -m "$MODEL" -n 2 --cluster-token "$TOKEN" --cluster-port 0 --cluster-host 127.0.0.1 \
+  --transport tcp --host 127.0.0.1 --port 0 -t 1 --kv-cache-memory 67108864 --ctx 2048 >"$TMP/sched.log" 2>&1 &
+SCHED=$!
+PIDS+=($SCHED)
+CTL=$(wait_log "$TMP/sched.log" $SCHED 's|.*strait join -s \([^ ]*\).*|\1|p')
+PORT=$(wait_log "$TMP/sched.log" $SCHED 's|.*listening on http://127\.0\.0\.1:\([0-9]*\).*|\1|p')
+if [ -z "$CTL" ] || [ -z "$PORT" ]; then
+  echo "FAIL: the scheduler did not start:"; cat "$TMP/sched.log"; exit 1
+fi
+for i in 1 2; do
+  if [ $i = 1 ]; then range=(--start-layer 0 --end-layer $CUT); else range=(--start-layer $CUT --end-layer $N_LAYERS); fi
+  "$STRAIT" join -s "$CTL" --cluster-token "$TOKEN" --port 0 --name slow$i --key-file "$TMP/node$i.key" \
+    -t 1 "${range[@]}" >"$TMP/node$i.log" 2>&1 &
+  PIDS+=($!)
+done
+if ! wait_serving "http://127.0.0.1:$PORT" 180 $SCHED; then
+  bad "no pipeline became ready"; tail -20 "$TMP/sched.log" "$TMP/node1.log" "$TMP/node2.log"; exit 1
+fi
+ok
+t0=$(date +%s%N)
+stream_all "http://127.0.0.1:$PORT" "$TMP/slow"
+t1=$(date +%s%N)
+compare_all "$TMP/one" "$TMP/slow" "slow links (${DELAY} ms)" && ok || bad "streamed output over slow links differs"
+echo "slow cluster: ${#PROMPTS[@]} streams in $(((t1 - t0) / 1000000)) ms with ${DELAY} ms per message per hop"
+# the hook was on: a step crosses 3 links (head -> node1 -> node2 -> head), so
+# MAX_TOKENS greedy tokens take at least 3 x delay each
+min_ms=$((MAX_TOKENS * 3 * DELAY))
+[ $(((t1 - t0) / 1000000)) -ge $min_ms ] && ok || bad "streams finished faster than the delay allows ($min_ms ms)"
+
+kill -TERM $SCHED; wait $SCHED 2>/dev/null
+echo "cluster_slow: $pass passed, $fail failed"
+[ $fail = 0 ]
