@@ -11,7 +11,13 @@
  * Speed: a node runs one layer for one decode token in
  * t = max(flops_per_token / flops, layer_bytes / mem_bw) seconds (the
  * slower of compute and weight streaming: decode is bandwidth-bound on
- * every machine we target, the max keeps a slow-compute node honest). */
+ * every machine we target, the max keeps a slow-compute node honest).
+ *
+ * How many pipelines: for every count k the free nodes might hold, the DP of
+ * alloc_dp.c picks k groups, each is water-filled, and the k with the highest
+ * total estimate (sum over pipelines of batch-1 decode tokens/s) wins; ties
+ * go to more pipelines. Nodes left over that can still form a pipeline on
+ * their own (greedily) form one: another pipeline only adds throughput. */
 #include "alloc.h"
 
 #include <math.h>
@@ -20,36 +26,13 @@
 #include <string.h>
 
 #include "../../common/st_common.h"
+#include "alloc_internal.h"
 
 #define GIB (1024.0 * 1024.0 * 1024.0)
 
-typedef struct {
-    int idx;          /* into the caller's nodes[] */
-    int id;
-    uint64_t mem;
-    double t_layer;   /* seconds per layer per decode token */
-} node_info;
-
-typedef struct {
-    const st_alloc_model *m;
-    uint64_t unit;    /* bytes of one layer with its minimum KV (UINT64_MAX on overflow) */
-    node_info *nodes; /* (n,) sorted: memory desc, faster first, id asc */
-    int n;
-} ctx;
-
-/* Layers a node can hold in a role, clamped to [0, n_layers]. */
-static int cap_role(const ctx *c, const node_info *nd, int with_embed, int with_head)
-{
-    uint64_t extra = (with_embed ? c->m->embed_bytes : 0) + (with_head ? c->m->head_bytes : 0);
-    if (nd->mem < extra || c->unit == UINT64_MAX)
-        return 0;
-    uint64_t l = (nd->mem - extra) / c->unit;
-    return l > (uint64_t)c->m->n_layers ? c->m->n_layers : (int)l;
-}
-
 static int node_order(const void *pa, const void *pb)
 {
-    const node_info *a = pa, *b = pb;
+    const alloc_node_info *a = pa, *b = pb;
     if (a->mem != b->mem)
         return a->mem > b->mem ? -1 : 1;
     if (a->t_layer != b->t_layer)
@@ -63,7 +46,7 @@ static int node_order(const void *pa, const void *pb)
  * stage within [1, cap[s]]: find lambda with sum clamp(lambda*speed, 1, cap)
  * = n, then round down and hand the remaining layers to the largest
  * fractions. The caller guarantees P <= n <= sum(cap). */
-static void water_fill(int n, int P, const node_info *const *chain, const int *cap, int *out)
+static void water_fill(int n, int P, const alloc_node_info *const *chain, const int *cap, int *out)
 {
     double lo = 0, hi = 0, *x = st_xmalloc((size_t)P * sizeof *x);
     for (int s = 0; s < P; s++)
@@ -91,6 +74,8 @@ static void water_fill(int n, int P, const node_info *const *chain, const int *c
             if (ok && (best < 0 || (left > 0 ? fa > x[best] - out[best] : fa < x[best] - out[best])))
                 best = s;
         }
+        if (best < 0)
+            break; /* cannot happen when P <= n <= sum(cap), as every caller ensures */
         out[best] += left > 0 ? 1 : -1;
         left += left > 0 ? -1 : 1;
     }
@@ -99,11 +84,11 @@ static void water_fill(int n, int P, const node_info *const *chain, const int *c
 
 /* Water-fill chain (P nodes, in stage order) over layers [a, b) into
  * stages[0..P); returns the chain's decode seconds per token. */
-static double place_chain(const ctx *c, const node_info *const *chain, int P, int a, int b, st_alloc_stage *stages)
+static double place_chain(const alloc_ctx *c, const alloc_node_info *const *chain, int P, int a, int b, st_alloc_stage *stages)
 {
     int *cap = st_xmalloc((size_t)P * sizeof *cap), *cnt = st_xmalloc((size_t)P * sizeof *cnt);
     for (int s = 0; s < P; s++)
-        cap[s] = cap_role(c, chain[s], s == 0 && a == 0, s == P - 1 && b == c->m->n_layers);
+        cap[s] = alloc_cap_role(c, chain[s], s == 0 && a == 0, s == P - 1 && b == c->m->n_layers);
     water_fill(b - a, P, chain, cap, cnt);
     double sec = 0;
     for (int s = 0, at = a; s < P; s++) {
@@ -115,214 +100,9 @@ static double place_chain(const ctx *c, const node_info *const *chain, int P, in
     free(cnt);
     return sec;
 }
-
-/* ---- choosing the pipelines: dynamic programming ------------------------------ */
-
-/* Over the nodes in capacity order, for a target of k pipelines: each node
- * is skipped, opens a pipeline (as its first stage, or as all of it), joins
- * an open one in the middle, or closes one as its last stage. A state is the
- * multiset of the open pipelines' missing layers plus the count of closed
- * ones; among paths to the same state the fewest stages win (fewer hops and
- * a faster batch-1 decode), then the most total speed. The number of states
- * kept per node is bounded (a beam, ordered by layers still missing), so
- * the cost stays polynomial for large clusters; small ones are exact. */
-
-typedef struct {
-    int32_t r, pid;   /* missing layers; pipeline number in opening order */
-} slot;
-
-typedef struct {
-    slot *open;       /* (n_open,) sorted by (r, pid) */
-    int n_open, f, stages, order;
-    double speed;     /* sum of 1/t_layer of the nodes used */
-    int64_t deficit;  /* layers still to place: open residuals + unopened pipelines */
-    int parent, pid;  /* back-pointer: previous state, pipeline joined (-1: skipped) */
-} dstate;
-
-typedef struct {
-    int parent, pid;
-} trail_rec;
-
-static int cmp_key(const dstate *a, const dstate *b)
-{
-    if (a->f != b->f)
-        return a->f - b->f;
-    if (a->n_open != b->n_open)
-        return a->n_open - b->n_open;
-    for (int i = 0; i < a->n_open; i++)
-        if (a->open[i].r != b->open[i].r)
-            return a->open[i].r - b->open[i].r;
-    return 0;
-}
-
-static int cmp_value(const dstate *a, const dstate *b)
-{
-    if (a->stages != b->stages)
-        return a->stages - b->stages;
-    if (a->speed != b->speed)
-        return a->speed > b->speed ? -1 : 1;
-    return a->order - b->order;
-}
-
-static int by_key_then_value(const void *pa, const void *pb)
-{
-    int k = cmp_key(pa, pb);
-    return k ? k : cmp_value(pa, pb);
-}
-
-static int by_promise(const void *pa, const void *pb)
-{
-    const dstate *a = pa, *b = pb;
-    if (a->deficit != b->deficit)
-        return a->deficit < b->deficit ? -1 : 1;
-    int v = cmp_value(a, b);
-    return v ? v : cmp_key(a, b);
-}
-
-/* Emit a successor of `s` with `open` (n entries, sorted) as its open list. */
-static void emit(dstate *cand, int *n_cand, slot *pool, int *pool_used, const dstate *s, int parent,
-                 const slot *open, int n, int f, int pid, int stages_add, double speed_add, int k, int L)
-{
-    dstate *d = &cand[*n_cand];
-    d->open = pool + *pool_used;
-    memcpy(d->open, open, (size_t)n * sizeof *open);
-    *pool_used += n;
-    d->n_open = n;
-    d->f = f;
-    d->stages = s->stages + stages_add;
-    d->speed = s->speed + speed_add;
-    d->order = *n_cand;
-    d->parent = parent;
-    d->pid = pid;
-    d->deficit = (int64_t)(k - f - n) * L;
-    for (int i = 0; i < n; i++)
-        d->deficit += open[i].r;
-    (*n_cand)++;
-}
-
-/* Insert (r, pid) into a sorted copy of `src` without entry `skip` (-1: none). */
-static int open_edit(const slot *src, int n, int skip, int r, int pid, slot *dst)
-{
-    int m = 0, placed = r <= 0;
-    for (int i = 0; i < n; i++) {
-        if (i == skip)
-            continue;
-        if (!placed && (r < src[i].r || (r == src[i].r && pid < src[i].pid))) {
-            dst[m++] = (slot){r, pid};
-            placed = 1;
-        }
-        dst[m++] = src[i];
-    }
-    if (!placed)
-        dst[m++] = (slot){r, pid};
-    return m;
-}
-
-/* Run the DP for k pipelines over c->nodes[0..n) minus those with taken[i].
- * On success fills assign[i] (pipeline 0..k-1, or -1) and returns 1. */
-static int dp_pipelines(const ctx *c, const int *taken, int k, int *assign)
-{
-    const int n = c->n, L = c->m->n_layers;
-    int beam = (int)ST_MIN(4096, ST_MAX(32, (1 << 20) / ((2 * k + 2) * (k + 1))));
-    size_t max_cand = (size_t)beam * (size_t)(2 * k + 2);
-    dstate *cur = st_xcalloc((size_t)beam, sizeof *cur), *cand = st_xcalloc(max_cand, sizeof *cand);
-    slot *cur_pool = st_xcalloc((size_t)beam * (size_t)(k + 1), sizeof *cur_pool);
-    slot *cand_pool = st_xcalloc(max_cand * (size_t)(k + 1), sizeof *cand_pool);
-    slot *tmp = st_xcalloc((size_t)k + 1, sizeof *tmp);
-    trail_rec **trail = st_xcalloc((size_t)n, sizeof *trail);
-    int64_t *suffix = st_xcalloc((size_t)n + 1, sizeof *suffix); /* layers the nodes from i on can hold */
-    int *left_nodes = st_xcalloc((size_t)n + 1, sizeof *left_nodes);
-    for (int i = n - 1; i >= 0; i--) {
-        suffix[i] = suffix[i + 1] + (taken[i] ? 0 : cap_role(c, &c->nodes[i], 0, 0));
-        left_nodes[i] = left_nodes[i + 1] + !taken[i];
-    }
-    int n_cur = 1;
-    cur[0] = (dstate){.open = cur_pool, .deficit = (int64_t)k * L, .parent = -1, .pid = -1};
-    for (int i = 0; i < n; i++) {
-        const node_info *nd = &c->nodes[i];
-        int cm = cap_role(c, nd, 0, 0), cf = cap_role(c, nd, 1, 0), cl = cap_role(c, nd, 0, 1);
-        int cb = cap_role(c, nd, 1, 1);
-        double sp = 1.0 / nd->t_layer;
-        int n_cand = 0, pool_used = 0;
-        for (int si = 0; si < n_cur; si++) {
-            const dstate *s = &cur[si];
-            emit(cand, &n_cand, cand_pool, &pool_used, s, si, s->open, s->n_open, s->f, -1, 0, 0, k, L);
-            if (taken[i])
-                continue;
-            int pid_new = s->f + s->n_open;
-            if (pid_new < k) {
-                if (cb >= L)
-                    emit(cand, &n_cand, cand_pool, &pool_used, s, si, s->open, s->n_open, s->f + 1, pid_new, 1,
-                         sp, k, L);
-                else if (cf >= 1 && L >= 2) {
-                    int m = open_edit(s->open, s->n_open, -1, ST_MAX(1, L - cf), pid_new, tmp);
-                    emit(cand, &n_cand, cand_pool, &pool_used, s, si, tmp, m, s->f, pid_new, 1, sp, k, L);
-                }
-            }
-            for (int j = 0; j < s->n_open; j++) {
-                if (j > 0 && s->open[j].r == s->open[j - 1].r)
-                    continue; /* same residual: the same successor states */
-                int r = s->open[j].r, pid = s->open[j].pid;
-                if (cl >= r) {
-                    int m = open_edit(s->open, s->n_open, j, 0, pid, tmp);
-                    emit(cand, &n_cand, cand_pool, &pool_used, s, si, tmp, m, s->f + 1, pid, 1, sp, k, L);
-                } else if (cm >= 1 && r >= 2) {
-                    int m = open_edit(s->open, s->n_open, j, ST_MAX(1, r - cm), pid, tmp);
-                    emit(cand, &n_cand, cand_pool, &pool_used, s, si, tmp, m, s->f, pid, 1, sp, k, L);
-                }
-            }
-        }
-        /* drop states that cannot finish, keep the best path to each state */
-        int w = 0;
-        for (int ci = 0; ci < n_cand; ci++)
-            if (cand[ci].deficit <= suffix[i + 1] && k - cand[ci].f <= left_nodes[i + 1])
-                cand[w++] = cand[ci];
-        n_cand = w;
-        qsort(cand, (size_t)n_cand, sizeof *cand, by_key_then_value);
-        w = 0;
-        for (int ci = 0; ci < n_cand; ci++)
-            if (w == 0 || cmp_key(&cand[w - 1], &cand[ci]))
-                cand[w++] = cand[ci];
-        n_cand = w;
-        if (n_cand > beam) {
-            qsort(cand, (size_t)n_cand, sizeof *cand, by_promise);
-            n_cand = beam;
-        }
-        trail[i] = st_xcalloc((size_t)ST_MAX(n_cand, 1), sizeof **trail);
-        int used = 0;
-        for (int ci = 0; ci < n_cand; ci++) {
-            cur[ci] = cand[ci];
-            cur[ci].open = cur_pool + used;
-            memcpy(cur[ci].open, cand[ci].open, (size_t)cand[ci].n_open * sizeof(slot));
-            used += cand[ci].n_open;
-            trail[i][ci] = (trail_rec){cand[ci].parent, cand[ci].pid};
-        }
-        n_cur = n_cand;
-    }
-    int found = -1;
-    for (int si = 0; si < n_cur; si++)
-        if (cur[si].f == k && cur[si].n_open == 0 && (found < 0 || cmp_value(&cur[si], &cur[found]) < 0))
-            found = si;
-    for (int i = n - 1, at = found; found >= 0 && i >= 0; i--) {
-        assign[i] = trail[i][at].pid;
-        at = trail[i][at].parent;
-    }
-    for (int i = 0; i < n; i++)
-        free(trail[i]);
-    free(trail);
-    free(suffix);
-    free(left_nodes);
-    free(tmp);
-    free(cand_pool);
-    free(cur_pool);
-    free(cand);
-    free(cur);
-    return found >= 0;
-}
-
 /* ---- assembling the plan ------------------------------------------------------ */
 
-static uint64_t pipe_kv_tokens(const st_alloc_model *m, const ctx *c, const st_alloc_stage *st, int n)
+static uint64_t pipe_kv_tokens(const st_alloc_model *m, const alloc_ctx *c, const st_alloc_stage *st, int n)
 {
     uint64_t best = UINT64_MAX;
     for (int s = 0; s < n; s++) {
@@ -337,9 +117,9 @@ static uint64_t pipe_kv_tokens(const st_alloc_model *m, const ctx *c, const st_a
 }
 
 /* Chains of one pipeline, k by pipeline number, from a DP assignment. */
-static void build_pipes(const ctx *c, const int *assign, int k, st_alloc_pipeline *pipes)
+static void build_pipes(const alloc_ctx *c, const int *assign, int k, st_alloc_pipeline *pipes)
 {
-    const node_info **chain = st_xcalloc((size_t)c->n, sizeof *chain);
+    const alloc_node_info **chain = st_xcalloc((size_t)c->n, sizeof *chain);
     for (int p = 0; p < k; p++) {
         int P = 0;
         for (int i = 0; i < c->n; i++)
@@ -365,19 +145,19 @@ static void free_pipes(st_alloc_pipeline *pipes, int k)
 /* Chain the free nodes (capacity order, greedily: the largest first) over
  * layers [a, b) with the same role rules as the DP. Returns the chain length,
  * or 0 when the free nodes cannot cover the range. */
-static int greedy_chain(const ctx *c, int *taken, int a, int b, const node_info **chain)
+static int greedy_chain(const alloc_ctx *c, int *taken, int a, int b, const alloc_node_info **chain)
 {
     int n = b - a, P = 0, r = n;
     int e = a == 0, h = b == c->m->n_layers;
     for (int i = 0; i < c->n; i++) {
         if (taken[i])
             continue;
-        const node_info *nd = &c->nodes[i];
-        if (P == 0 && cap_role(c, nd, e, h) >= n)
+        const alloc_node_info *nd = &c->nodes[i];
+        if (P == 0 && alloc_cap_role(c, nd, e, h) >= n)
             return chain[P++] = nd, taken[i] = 1, P;
-        if (P > 0 && cap_role(c, nd, 0, h) >= r)
+        if (P > 0 && alloc_cap_role(c, nd, 0, h) >= r)
             return chain[P++] = nd, taken[i] = 1, P;
-        int cc = cap_role(c, nd, P == 0 && e, 0);
+        int cc = alloc_cap_role(c, nd, P == 0 && e, 0);
         if (cc >= 1 && (P == 0 ? n >= 2 : r >= 2)) {
             chain[P++] = nd;
             taken[i] = 1;
@@ -399,12 +179,12 @@ static int by_start(const void *pa, const void *pb)
 
 /* The pipeline of the nodes with a fixed range: they are taken as given and
  * the layers between them are filled from the free nodes. */
-static int fixed_pipeline(const ctx *c, const st_alloc_node *nodes, int *taken, st_alloc_pipeline *out)
+static int fixed_pipeline(const alloc_ctx *c, const st_alloc_node *nodes, int *taken, st_alloc_pipeline *out)
 {
     const st_alloc_model *m = c->m;
     const int L = m->n_layers;
     st_alloc_stage *st = st_xcalloc((size_t)c->n, sizeof *st);
-    const node_info **chain = st_xcalloc((size_t)c->n, sizeof *chain);
+    const alloc_node_info **chain = st_xcalloc((size_t)c->n, sizeof *chain);
     int n_st = 0, rc = ST_OK;
     double sec = 0;
     for (int i = 0; i < c->n; i++) {
@@ -498,7 +278,7 @@ static int check_inputs(const st_alloc_model *m, const st_alloc_node *nodes, int
     return ST_OK;
 }
 
-static int no_fit(const ctx *c)
+static int no_fit(const alloc_ctx *c)
 {
     const st_alloc_model *m = c->m;
     const int L = m->n_layers;
@@ -507,7 +287,7 @@ static int no_fit(const ctx *c)
     int most = 0;
     for (int i = 0; i < c->n; i++) {
         offer += c->nodes[i].mem / GIB;
-        most = ST_MAX(most, cap_role(c, &c->nodes[i], 0, 0));
+        most = ST_MAX(most, alloc_cap_role(c, &c->nodes[i], 0, 0));
     }
     double need = weights + kv;
     if (need > offer)
@@ -536,12 +316,12 @@ int st_alloc_plan_make(const st_alloc_model *m, const st_alloc_node *nodes, int 
     if (__builtin_mul_overflow((uint64_t)m->min_kv_tokens, m->kv_bytes_per_token, &kvb) ||
         __builtin_add_overflow(kvb, m->layer_bytes, &unit))
         unit = UINT64_MAX;
-    ctx c = {.m = m, .unit = unit, .n = n_nodes, .nodes = st_xcalloc((size_t)ST_MAX(n_nodes, 1), sizeof *c.nodes)};
+    alloc_ctx c = {.m = m, .unit = unit, .n = n_nodes, .nodes = st_xcalloc((size_t)ST_MAX(n_nodes, 1), sizeof *c.nodes)};
     int has_fixed = 0;
     for (int i = 0; i < n_nodes; i++) {
         const st_alloc_node *a = &nodes[i];
         double t = ST_MAX(m->flops_per_token / a->flops, (double)m->layer_bytes / a->mem_bw);
-        c.nodes[i] = (node_info){.idx = i, .id = a->id, .mem = a->memory_bytes, .t_layer = t};
+        c.nodes[i] = (alloc_node_info){.idx = i, .id = a->id, .mem = a->memory_bytes, .t_layer = t};
         has_fixed |= a->fixed_start >= 0;
     }
     qsort(c.nodes, (size_t)n_nodes, sizeof *c.nodes, node_order);
@@ -557,13 +337,13 @@ int st_alloc_plan_make(const st_alloc_model *m, const st_alloc_node *nodes, int 
     int n_free = 0;
     for (int i = 0; i < n_nodes; i++)
         if (!taken[i])
-            layers_free += cap_role(&c, &c.nodes[i], 0, 0), n_free++;
+            layers_free += alloc_cap_role(&c, &c.nodes[i], 0, 0), n_free++;
     int k_max = (int)ST_MIN((int64_t)n_free, layers_free / m->n_layers), best_k = -1;
     double best = -1;
     for (int k = has_fixed ? 0 : 1; k <= k_max; k++) {
         for (int i = 0; i < n_nodes; i++)
             assign[i] = -1;
-        if (k > 0 && !dp_pipelines(&c, taken, k, assign))
+        if (k > 0 && !st_alloc_dp_pipelines(&c, taken, k, assign))
             continue;
         st_alloc_pipeline *pipes = st_xcalloc((size_t)ST_MAX(k, 1), sizeof *pipes);
         build_pipes(&c, assign, k, pipes);
@@ -589,7 +369,7 @@ int st_alloc_plan_make(const st_alloc_model *m, const st_alloc_node *nodes, int 
     out->n_pipes += best_k;
     for (int i = 0; i < n_nodes; i++)
         taken[i] |= best_assign[i] >= 0;
-    const node_info **chain = st_xcalloc((size_t)ST_MAX(n_nodes, 1), sizeof *chain);
+    const alloc_node_info **chain = st_xcalloc((size_t)ST_MAX(n_nodes, 1), sizeof *chain);
     for (int P; (P = greedy_chain(&c, taken, 0, m->n_layers, chain)) > 0; out->n_pipes++) {
         st_alloc_pipeline *p = &out->pipes[out->n_pipes];
         p->stages = st_xcalloc((size_t)P, sizeof *p->stages);

@@ -10,7 +10,9 @@
  * layers in proportion to each node's speed, capped by its memory
  * ("water-filling": a node that runs out of memory keeps what fits and the
  * rest flows to the others). A node's --start-layer/--end-layer override
- * is taken as given. Nodes left over (not enough for another pipeline) are
+ * is taken as given: the nodes with one form the first pipeline together
+ * (their ranges may not overlap) and free nodes fill the layers between
+ * them. Nodes left over (not enough for another pipeline) are
  * reported as unused; the caller keeps them as standby. */
 #ifndef ST_CLUSTER_ALLOC_H
 #define ST_CLUSTER_ALLOC_H
@@ -60,9 +62,10 @@ typedef struct st_alloc_plan {
     int n_unused;
 } st_alloc_plan;
 
-/* Costs of `cfg` with weights stored as in the model file at `path` (GGUF
- * or safetensors: the tensor table is read, not the weights) and KV stored
- * as f32 by the CPU backend. min_kv_tokens = ctx. */
+/* Costs of the model file at `path` (GGUF, or safetensors file/directory:
+ * only the tensor table is read, not the weights), with weights as stored
+ * there and the KV cache in f16 as every backend keeps it (engine/forward.h
+ * st_kv_init): kv_bytes_per_token = 2 x kv_dim x 2. min_kv_tokens = ctx. */
 int st_alloc_model_from_file(const char *path, int ctx, st_alloc_model *out);
 
 /* Plan. ST_OK with at least one pipeline, or ST_ENOMEM with a message saying
@@ -71,7 +74,9 @@ int st_alloc_model_from_file(const char *path, int ctx, st_alloc_model *out);
 int st_alloc_plan_make(const st_alloc_model *m, const st_alloc_node *nodes, int n_nodes, st_alloc_plan *out);
 void st_alloc_plan_free(st_alloc_plan *p);
 
-/* Bytes a node needs to hold layers [start, end) with kv_tokens of KV. */
+/* Bytes a node needs to hold layers [start, end) with kv_tokens of KV
+ * (plus the embedding when start == 0, the head when end == n_layers);
+ * UINT64_MAX for a range outside [0, n_layers) or on overflow. */
 uint64_t st_alloc_stage_bytes(const st_alloc_model *m, int start, int end, uint64_t kv_tokens);
 
 #endif
