@@ -12,6 +12,7 @@ static const char usage[] =
     "Verbs:\n"
     "  run        serve a model: continuous batching + OpenAI-compatible API\n"
     "  serve      one stage of a manual pipeline (--start-layer/--end-layer/--next)\n"
+    "  chat       the web UI here, the API proxied to a scheduler (-s HOST:PORT)\n"
     "  join       run this machine as a cluster node (-s SCHEDULER)\n"
     "  status     nodes and pipelines of a running `strait run` (--url)\n"
     "  generate   generate text from a prompt on this machine\n"
@@ -34,7 +35,7 @@ int st_cli_main(int argc, char **argv)
     static const verb verbs[] = {
         {"run", st_cmd_run},           {"generate", st_cmd_generate}, {"tokenize", st_cmd_tokenize}, {"inspect", st_cmd_inspect},
         {"models", st_cmd_models},     {"bench", st_cmd_bench},
-        {"serve", st_cmd_serve},       {"status", st_cmd_status},     {"join", st_cmd_join},
+        {"serve", st_cmd_serve},       {"chat", st_cmd_chat},       {"status", st_cmd_status},     {"join", st_cmd_join},
     };
     if (argc < 2) {
         fputs(usage, stderr);

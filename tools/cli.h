@@ -13,6 +13,7 @@ int st_cmd_models(int argc, char **argv);
 int st_cmd_bench(int argc, char **argv);
 int st_cmd_run(int argc, char **argv);
 int st_cmd_serve(int argc, char **argv);
+int st_cmd_chat(int argc, char **argv);
 int st_cmd_status(int argc, char **argv);
 int st_cmd_join(int argc, char **argv);
 
