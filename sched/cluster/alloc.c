@@ -321,6 +321,11 @@ int st_alloc_plan_make(const st_alloc_model *m, const st_alloc_node *nodes, int 
     for (int i = 0; i < n_nodes; i++) {
         const st_alloc_node *a = &nodes[i];
         double t = ST_MAX(m->flops_per_token / a->flops, (double)m->layer_bytes / a->mem_bw);
+        if (!(t > 1e-30 && t < 1e30)) { /* keeps every estimate below finite */
+            free(c.nodes);
+            return st_err(ST_EINVAL, "alloc: node %d: %g FLOP/s and %g B/s give %g s a layer", a->id, a->flops,
+                          a->mem_bw, t);
+        }
         c.nodes[i] = (alloc_node_info){.idx = i, .id = a->id, .mem = a->memory_bytes, .t_layer = t};
         has_fixed |= a->fixed_start >= 0;
     }

@@ -336,6 +336,33 @@ static void test_overrides(void)
     CHECK(st_alloc_plan_make(&m, nodes, 4, &p) == ST_EINVAL);
 }
 
+/* Extreme numbers are an error or a valid plan, never a crash. */
+static void test_extremes(void)
+{
+    st_alloc_model m = llama3_8b_q4(2048);
+    st_alloc_node nodes[3] = {node(1, 64, 10, 100), node(2, 64, 10, 100), node(3, 64, 10, 100)};
+    st_alloc_plan p;
+    nodes[0].memory_bytes = UINT64_MAX;
+    CHECK(st_alloc_plan_make(&m, nodes, 3, &p) == ST_OK && check_plan(&m, nodes, 3, &p) == 0);
+    st_alloc_plan_free(&p);
+    nodes[1].flops = 1e-320; /* a layer would take forever */
+    CHECK(st_alloc_plan_make(&m, nodes, 3, &p) == ST_EINVAL);
+    nodes[1] = node(2, 64, 10, 100);
+    m.embed_bytes = m.head_bytes = UINT64_MAX - 1;
+    CHECK(st_alloc_plan_make(&m, nodes, 3, &p) == ST_ENOMEM);
+    m = llama3_8b_q4(2048);
+    m.min_kv_tokens = INT32_MAX;
+    m.kv_bytes_per_token = UINT64_MAX / 4;
+    CHECK(st_alloc_plan_make(&m, nodes, 3, &p) == ST_ENOMEM);
+    m = llama3_8b_q4(2048);
+    m.n_layers = 0;
+    CHECK(st_alloc_plan_make(&m, nodes, 3, &p) == ST_EINVAL);
+    CHECK(st_alloc_stage_bytes(&m, 0, 1, 0) == UINT64_MAX);
+    CHECK(st_alloc_plan_make(NULL, nodes, 3, &p) == ST_EINVAL);
+    CHECK(st_alloc_plan_make(&m, nodes, 3, NULL) == ST_EINVAL);
+    st_alloc_plan_free(NULL);
+}
+
 /* ---- property test ------------------------------------------------------------ */
 
 static uint64_t rng = 0x9e3779b97f4a7c15ull;
@@ -422,6 +449,7 @@ int main(void)
     test_two_pipelines();
     test_too_small();
     test_overrides();
+    test_extremes();
     test_random_clusters();
     return test_done();
 }
