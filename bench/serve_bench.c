@@ -27,6 +27,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "bench/report.h"
 #include "bench/serve_client.h"
 #include "bench/serve_prompts.h"
 #include "common/json.h"
@@ -41,6 +42,10 @@ typedef struct sopts {
     double rate;              /* requests/s; 0 = all at once (bounded by max_conc) */
     double temperature, timeout_s;
     uint64_t seed;
+    int trace;                /* run twice, at trace sample 0 then 1: the tracing overhead */
+    const char *trace_out;    /* the traced run's server trace goes here */
+    const char *report_html;  /* --report FILE */
+    double trace_label;       /* the server's sampling rate of this run (JSON), or < 0 */
     char host[256], port[8], base[512]; /* from url */
 } sopts;
 
@@ -466,6 +471,8 @@ static int report(const sopts *o, req *reqs, int n, double duration)
                "\"total_tok_s\":%.3f",
                sb.buf, o->chat ? "chat" : "completions", o->num_requests, o->max_conc, o->rate, o->input_len,
                o->output_len, ok, errors, duration, in_tok, out_tok, req_s, out_s, tot_s);
+        if (o->trace_label >= 0)
+            printf(",\"trace_sample\":%g", o->trace_label);
         json_dist("ttft_ms", &dt);
         json_dist("tpot_ms", &dp);
         json_dist("itl_ms", &di);
@@ -504,7 +511,14 @@ static void usage(FILE *f)
           "  --seed N               prompts and arrival times (default 0); the same seed sends the\n"
           "                         same prompts, which a server's prefix cache may serve from an\n"
           "                         earlier run: vary it between runs against one server\n"
-          "  --json                 also print one JSON line\n",
+          "  --json                 also print one JSON line\n"
+          "  --trace                measure the tracing overhead of a strait server: run the load at\n"
+          "                         trace sample 0, then (with other prompts) at 1, print the output\n"
+          "                         tok/s ratio (JSON: \"bench\":\"serve_trace_overhead\"), keep the\n"
+          "                         traced run's server trace (needs the server's /debug/trace)\n"
+          "  --trace-out FILE       where that trace goes (default serve-trace.json)\n"
+          "  --report FILE          write an HTML report: latency CDFs, throughput and batch size\n"
+          "                         over time, time per span kind (from the server's trace)\n",
           f);
 }
 
@@ -605,9 +619,11 @@ static int parse(int argc, char **argv, sopts *o)
     o->warmup = 1;
     o->ignore_eos = 1;
     o->timeout_s = 600;
+    o->trace_label = -1;
     static const char *const with_value[] = {"--url", "--model", "--api-key", "--endpoint", "--dataset",
                                              "--input-len", "--output-len", "--num-requests", "--request-rate",
-                                             "--max-concurrency", "--warmup", "--temperature", "--timeout", "--seed"};
+                                             "--max-concurrency", "--warmup", "--temperature", "--timeout", "--seed",
+                                             "--trace-out", "--report"};
     for (int i = 1; i < argc; i++) {
         char name[64];
         const char *a = argv[i], *v = NULL, *eq = strchr(a, '=');
@@ -621,6 +637,10 @@ static int parse(int argc, char **argv, sopts *o)
         }
         if (!strcmp(a, "--no-ignore-eos")) {
             o->ignore_eos = 0;
+            continue;
+        }
+        if (!strcmp(a, "--trace")) {
+            o->trace = 1;
             continue;
         }
         size_t nl = eq && !strncmp(a, "--", 2) ? (size_t)(eq - a) : strlen(a);
@@ -688,6 +708,10 @@ static int parse(int argc, char **argv, sopts *o)
             rc = num_opt(name, v, 0, 2, &o->temperature);
         } else if (!strcmp(name, "--timeout")) {
             rc = num_opt(name, v, 0.001, 1e7, &o->timeout_s);
+        } else if (!strcmp(name, "--trace-out") || !strcmp(name, "--report")) {
+            if (!*v)
+                return bad(name, v, "a file name");
+            *(name[2] == 't' ? &o->trace_out : &o->report_html) = v;
         } else if (!strcmp(name, "--seed")) {
             char *end;
             errno = 0;
@@ -753,6 +777,117 @@ static int fetch_model(loop *L, sopts *o, char **model)
     return rc;
 }
 
+/* ---- tracing: a blocking side channel to the server's /debug/trace -------- */
+
+/* One request on a fresh connection (Connection: close), the whole body
+ * read to EOF (traces are larger than the load loop keeps). Returns the
+ * HTTP status, or -1 with *body holding the reason. */
+static int simple_http(loop *L, const char *method, const char *path, st_strbuf *body)
+{
+    const sopts *o = L->o;
+    body->len = 0;
+    int fd = socket(L->ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0 || connect(fd, L->ai->ai_addr, L->ai->ai_addrlen)) {
+        st_sb_printf(body, "cannot connect: %s", strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    st_strbuf rq;
+    st_sb_init(&rq);
+    st_sb_printf(&rq, "%s %s%s HTTP/1.1\r\nHost: %s:%s\r\nConnection: close\r\nContent-Length: 0\r\n", method,
+                 o->base, path, o->host, o->port);
+    if (o->api_key)
+        st_sb_printf(&rq, "Authorization: Bearer %s\r\n", o->api_key);
+    st_sb_puts(&rq, "\r\n");
+    size_t off = 0;
+    while (off < rq.len) {
+        ssize_t k = write(fd, rq.buf + off, rq.len - off);
+        if (k <= 0 && errno != EINTR)
+            break;
+        off += k > 0 ? (size_t)k : 0;
+    }
+    st_sb_free(&rq);
+    st_strbuf all;
+    st_sb_init(&all);
+    char buf[65536];
+    for (;;) {
+        ssize_t k = read(fd, buf, sizeof buf);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0)
+            break;
+        st_sb_putn(&all, buf, (size_t)k);
+    }
+    close(fd);
+    int status = -1;
+    const char *hend = all.buf ? strstr(all.buf, "\r\n\r\n") : NULL;
+    if (!all.buf || sscanf(all.buf, "HTTP/1.%*d %d", &status) != 1 || !hend) {
+        st_sb_puts(body, "no HTTP response");
+        st_sb_free(&all);
+        return -1;
+    }
+    hend += 4;
+    st_sb_putn(body, hend, all.len - (size_t)(hend - all.buf));
+    st_sb_free(&all);
+    return status;
+}
+
+/* Set the server's sampling rate; *prev gets the old one. */
+static int set_trace_sample(loop *L, double p, double *prev)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/debug/trace/sample?p=%g", p);
+    st_strbuf b;
+    st_sb_init(&b);
+    int st = simple_http(L, "POST", path, &b);
+    st_json *j = NULL;
+    int rc = 0;
+    if (st != 200 || st_json_parse(b.buf ? b.buf : "", b.len, &j)) {
+        fprintf(stderr, "%s: --trace: POST %s answered %d: %.200s (is it a strait server?)\n", V, path, st,
+                b.buf ? b.buf : "");
+        rc = 1;
+    } else if (prev) {
+        *prev = st_json_get_num(j, "previous", 0);
+    }
+    if (j)
+        st_json_free(j);
+    st_sb_free(&b);
+    return rc;
+}
+
+static double out_tok_s(const req *reqs, int n, double dur)
+{
+    long long t = 0;
+    for (int i = 0; i < n; i++)
+        if (!reqs[i].failed)
+            t += reqs[i].usage_completion > 0 ? reqs[i].usage_completion : reqs[i].n_events;
+    return dur > 0 ? (double)t / dur : 0;
+}
+
+static int write_report(const sopts *o, const req *reqs, int n, const st_strbuf *trace)
+{
+    st_report_req *rr = st_xcalloc((size_t)n + 1, sizeof *rr);
+    for (int i = 0; i < n; i++) {
+        const req *q = &reqs[i];
+        rr[i] = (st_report_req){q->t_start, q->t_first, q->t_end, q->itl, q->n_itl,
+                                q->usage_completion > 0 ? q->usage_completion : q->n_events,
+                                q->failed || !q->n_events};
+    }
+    char title[1024];
+    snprintf(title, sizeof title, "%s (%s), model %s: %d requests, concurrency %d, rate %g/s, %d input words, %d "
+             "output tokens%s", o->url, o->chat ? "chat" : "completions", o->model, o->num_requests, o->max_conc,
+             o->rate, o->input_len, o->output_len, o->trace ? ", trace sample 1" : "");
+    st_report r = {title, NULL, rr, n, trace && trace->len ? trace->buf : NULL, trace ? trace->len : 0};
+    int rc = st_bench_report_html(o->report_html, &r);
+    if (rc)
+        fprintf(stderr, "%s: %s\n", V, st_errmsg());
+    else
+        fprintf(stderr, "%s: wrote the report to %s\n", V, o->report_html);
+    free(rr);
+    return rc ? 1 : 0;
+}
+
 int st_bench_serve_main(int argc, char **argv)
 {
     sopts o;
@@ -772,7 +907,11 @@ int st_bench_serve_main(int argc, char **argv)
     char **bodies = NULL;
     size_t *blens = NULL;
     double *arrival = NULL;
-    int n_all = o.warmup + o.num_requests, exit_code = 1;
+    int n_all = o.warmup + o.num_requests, exit_code = 1, n_traced = o.trace ? o.num_requests : 0;
+    double prev_sample = 0;
+    int sample_changed = 0;
+    st_strbuf trace;
+    st_sb_init(&trace);
     if (L.ep < 0) {
         fprintf(stderr, "%s: epoll_create1: %s\n", V, strerror(errno));
         goto out;
@@ -786,14 +925,15 @@ int st_bench_serve_main(int argc, char **argv)
             goto out;
         }
     } else {
-        st_prompts_random(n_all, o.input_len, o.seed, &ps);
+        st_prompts_random(n_all + n_traced, o.input_len, o.seed, &ps);
     }
-    reqs = st_xcalloc((size_t)n_all, sizeof *reqs);
-    bodies = st_xcalloc((size_t)n_all, sizeof *bodies);
-    blens = st_xcalloc((size_t)n_all, sizeof *blens);
-    for (int i = 0; i < n_all; i++) {
-        /* warm-up requests take the prompts after the measured ones */
-        int pi = (i < o.warmup ? o.num_requests + i : i - o.warmup) % ps.n;
+    reqs = st_xcalloc((size_t)(n_all + n_traced), sizeof *reqs);
+    bodies = st_xcalloc((size_t)(n_all + n_traced), sizeof *bodies);
+    blens = st_xcalloc((size_t)(n_all + n_traced), sizeof *blens);
+    for (int i = 0; i < n_all + n_traced; i++) {
+        /* warm-up requests take the prompts after the measured ones, the traced run those after them
+         * (other prompts: a prefix cache must not favour the second run) */
+        int pi = (i < o.warmup ? o.num_requests + i : i < n_all ? i - o.warmup : i) % ps.n;
         bodies[i] = request_body(&o, ps.text[pi], &blens[i]);
         reqs[i] = (req){.fd = -1, .method = "POST", .path = o.chat ? "/v1/chat/completions" : "/v1/completions",
                         .body = bodies[i], .body_len = blens[i]};
@@ -818,14 +958,57 @@ int st_bench_serve_main(int argc, char **argv)
             t += -log1p(-u) / o.rate;
         }
     }
+    if (o.trace) {
+        if (set_trace_sample(&L, 0, &prev_sample))
+            goto out;
+        sample_changed = 1;
+        o.trace_label = 0;
+    }
     req *meas = reqs + o.warmup;
     double dur = run_requests(&L, meas, o.num_requests, arrival, o.max_conc, 1);
     int errors = report(&o, meas, o.num_requests, dur > 0 ? dur : 1e-9);
+    if (o.trace) { /* the same load, other prompts, every request traced */
+        if (set_trace_sample(&L, 1, NULL))
+            goto out;
+        o.trace_label = 1;
+        req *tr = reqs + n_all;
+        double dur1 = run_requests(&L, tr, o.num_requests, arrival, o.max_conc, 1);
+        errors += report(&o, tr, o.num_requests, dur1 > 0 ? dur1 : 1e-9);
+        double t0 = out_tok_s(meas, o.num_requests, dur), t1 = out_tok_s(tr, o.num_requests, dur1);
+        printf("trace overhead   output tok/s %.1f at sample 0, %.1f at sample 1: ratio %.4f\n", t0, t1,
+               t0 > 0 ? t1 / t0 : 0);
+        if (o.json)
+            printf("{\"bench\":\"serve_trace_overhead\",\"output_tok_s_sample0\":%.3f,\"output_tok_s_sample1\":%.3f,"
+                   "\"ratio\":%.5f}\n", t0, t1, t0 > 0 ? t1 / t0 : 0);
+        int st = simple_http(&L, "GET", "/debug/trace", &trace);
+        const char *tf = o.trace_out ? o.trace_out : "serve-trace.json";
+        FILE *f = st == 200 ? fopen(tf, "w") : NULL;
+        if (st != 200) {
+            fprintf(stderr, "%s: GET /debug/trace answered %d: %.200s\n", V, st, trace.buf ? trace.buf : "");
+            trace.len = 0;
+        } else if (!f || fwrite(trace.buf, 1, trace.len, f) != trace.len) {
+            fprintf(stderr, "%s: cannot write the trace to %s\n", V, tf);
+        } else {
+            printf("trace            %zu bytes of Chrome trace JSON in %s (chrome://tracing, ui.perfetto.dev)\n",
+                   trace.len, tf);
+        }
+        if (f)
+            fclose(f);
+        meas = tr;
+    } else if (o.report_html && simple_http(&L, "GET", "/debug/trace", &trace) != 200) {
+        trace.len = 0; /* not a strait server, or nothing sampled: the report says so */
+    }
+    fflush(stdout);
+    if (o.report_html && write_report(&o, meas, o.num_requests, &trace))
+        errors++;
     if (errors)
         fprintf(stderr, "%s: %d of %d requests failed\n", V, errors, o.num_requests);
     exit_code = errors ? 1 : 0;
 out:
-    for (int i = 0; reqs && i < n_all; i++) {
+    if (sample_changed)
+        (void)set_trace_sample(&L, prev_sample, NULL);
+    st_sb_free(&trace);
+    for (int i = 0; reqs && i < n_all + n_traced; i++) {
         if (reqs[i].fd >= 0)
             close(reqs[i].fd);
         req_free(&reqs[i]);

@@ -488,6 +488,28 @@ static void handle_trace(h2o_req_t *req)
     st_sb_free(&sb);
 }
 
+/* POST /debug/trace/sample?p=P: set the sampling rate (the overhead
+ * benchmark compares 0 and 1); answers the new and the previous rate. */
+static void handle_trace_sample(h2o_req_t *req)
+{
+    char val[64] = "";
+    if (req->query_at != SIZE_MAX) {
+        const char *q = req->path.base + req->query_at + 1, *end = req->path.base + req->path.len;
+        if (end - q > 2 && !memcmp(q, "p=", 2) && (size_t)(end - q - 2) < sizeof val)
+            memcpy(val, q + 2, (size_t)(end - q - 2));
+    }
+    double p;
+    if (st_trace_parse_sample(val, &p)) {
+        fail(req, 400, "invalid_request_error", "p", st_errmsg());
+        return;
+    }
+    double prev = st_trace_sample();
+    st_trace_set_sample(p);
+    char body[96];
+    int n = snprintf(body, sizeof body, "{\"sample\":%.17g,\"previous\":%.17g}", st_trace_sample(), prev);
+    send_body(req, 200, "application/json", body, (size_t)n);
+}
+
 static void handle_models(struct st_http_server *srv, h2o_req_t *req)
 {
     st_strbuf sb;
@@ -580,7 +602,7 @@ int st_http_on_req(struct st_http_server *srv, h2o_req_t *req)
         const char *path;
         int post;
     } routes[] = {{"/v1/chat/completions", 1}, {"/v1/completions", 1}, {"/v1/models", 0}, {"/health", 0},
-                  {"/metrics", 0}, {"/debug/trace", 0}};
+                  {"/metrics", 0}, {"/debug/trace", 0}, {"/debug/trace/sample", 1}};
     int r = -1;
     for (int k = 0; k < (int)ST_ARRAY_LEN(routes); k++)
         if (is(path, routes[k].path))
@@ -617,7 +639,8 @@ int st_http_on_req(struct st_http_server *srv, h2o_req_t *req)
     case 2: handle_models(srv, req); break;
     case 3: handle_health(srv, req); break;
     case 4: handle_metrics(srv, req); break;
-    default: handle_trace(req); break;
+    case 5: handle_trace(req); break;
+    default: handle_trace_sample(req); break;
     }
     return 0;
 }
