@@ -199,9 +199,21 @@ static void emit(st_batcher *b, seq *s, int32_t token, float logprob, const st_t
     }
 }
 
+/* An abort or an error ends the request without a token, so the text still
+ * held back (the start of a possible stop string; an incomplete UTF-8
+ * character, as U+FFFD like any end of stream) can no longer change: it
+ * goes out with the final event. A router that moves the request to
+ * another pipeline (cluster/router.h) relays it and continues the stream
+ * after it, so a failover loses no text. */
 void seq_emit_final(st_batcher *b, seq *s, st_finish_reason why, const char *error)
 {
-    emit(b, s, -1, 0.0f, NULL, 0, 0, why, error);
+    if (b->tok) {
+        char piece[16];
+        int n = st_detok_flush(&s->detok, piece, (int)sizeof piece);
+        if (n > 0)
+            held_append(s, piece, (size_t)n);
+    }
+    emit(b, s, -1, 0.0f, NULL, 0, s->n_held, why, error);
 }
 
 static int is_stop_token(const st_batcher *b, const seq *s, int32_t t)

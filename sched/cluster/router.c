@@ -297,6 +297,10 @@ static void on_batcher_event(const st_batcher_event *ev, void *user)
             return;
         }
     }
+    if (r->aborted && out.finish == ST_FINISH_ERROR) { /* the client's abort raced a failure: it wins */
+        out.finish = ST_FINISH_ABORT;
+        out.error = NULL;
+    }
     leave_pipe(rt, r);
     live_remove(rt, r);
     pthread_mutex_unlock(&rt->mu);
