@@ -19,10 +19,26 @@
  * original request's. When no pipeline is up, a request waits up to
  * wait_ms for one to be added, then ends with ST_FINISH_ERROR ("no
  * pipeline is available"). A request is moved at most max_retries times.
+ * A request aborted by its client is never moved again: it ends with ABORT
+ * even when the abort raced a failure.
+ *
+ * Text across a move: the batcher puts the text it was holding back (the
+ * start of a possible stop string, an incomplete UTF-8 character) into its
+ * final ERROR / ABORT event, and the router relays it as a plain event
+ * before the stream continues, so no text is lost. What the new pipeline's
+ * fresh detokenizer and stop matcher cannot know stays an edge: a stop
+ * string straddling the move (begun before it, completed after) is not
+ * matched; a UTF-8 character split across the move comes out as U+FFFD
+ * bytes; with an SPM tokenizer the first word after the move loses its
+ * leading space. A seeded sampled request's RNG restarts from its seed on
+ * the new pipeline (a valid sample, not the one the first would have drawn);
+ * greedy requests continue exactly.
  *
  * Threading: any thread may submit / abort / read stats; add and remove
- * are for the cluster's control thread. Callbacks run on batcher threads
- * (or on the router's own thread for requests it ends itself). */
+ * are for the cluster's control thread (never a callback). Callbacks run on
+ * batcher threads (or on the router's own thread for requests it ends
+ * itself), never under the router's lock: a callback may call
+ * st_router_submit / st_router_abort. Event ids are the router's ids. */
 #ifndef ST_CLUSTER_ROUTER_H
 #define ST_CLUSTER_ROUTER_H
 
@@ -44,13 +60,16 @@ int st_router_create(const st_router_config *c, st_router **out);
 void st_router_destroy(st_router *r);
 
 /* Add a pipeline whose loop thread runs (st_batcher_start). error_fn (may be
- * NULL) returns nonzero once the pipeline is down (e.g. st_pipeline_error).
+ * NULL) returns nonzero once the pipeline is down (e.g. st_pipeline_error);
+ * once it has, the router treats the pipeline as down for good. It is called
+ * under the router's lock, so it must be quick and must not call the router;
+ * it must report down no later than the failed step's ERROR events arrive.
  * Requests waiting for a pipeline are dispatched at once. *id: its handle. */
 int st_router_add(st_router *r, st_batcher *b, int (*error_fn)(void *ctx), void *error_ctx, int *id);
 /* Take pipeline id out: no new request goes there; each request on it is
  * moved to another pipeline (or waits for one). Returns once the batcher
  * holds none of the router's requests, so the caller may then stop and
- * destroy it. */
+ * destroy it. Its loop thread must still run (the moves happen on it). */
 void st_router_remove(st_router *r, int id);
 
 /* As st_batcher_submit / st_batcher_abort, over all pipelines. */
