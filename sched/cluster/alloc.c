@@ -84,7 +84,8 @@ static void water_fill(int n, int P, const alloc_node_info *const *chain, const 
 
 /* Water-fill chain (P nodes, in stage order) over layers [a, b) into
  * stages[0..P); returns the chain's decode seconds per token. */
-static double place_chain(const alloc_ctx *c, const alloc_node_info *const *chain, int P, int a, int b, st_alloc_stage *stages)
+static double place_chain(const alloc_ctx *c, const alloc_node_info *const *chain, int P, int a, int b,
+                          st_alloc_stage *stages)
 {
     int *cap = st_xmalloc((size_t)P * sizeof *cap), *cnt = st_xmalloc((size_t)P * sizeof *cnt);
     for (int s = 0; s < P; s++)
@@ -100,6 +101,7 @@ static double place_chain(const alloc_ctx *c, const alloc_node_info *const *chai
     free(cnt);
     return sec;
 }
+
 /* ---- assembling the plan ------------------------------------------------------ */
 
 static uint64_t pipe_kv_tokens(const st_alloc_model *m, const alloc_ctx *c, const st_alloc_stage *st, int n)
@@ -110,7 +112,9 @@ static uint64_t pipe_kv_tokens(const st_alloc_model *m, const alloc_ctx *c, cons
         for (int i = 0; i < c->n; i++)
             if (c->nodes[i].id == st[s].node)
                 mem = c->nodes[i].mem;
-        uint64_t per_tok = (uint64_t)(st[s].end - st[s].start) * m->kv_bytes_per_token;
+        uint64_t per_tok;
+        if (__builtin_mul_overflow((uint64_t)(st[s].end - st[s].start), m->kv_bytes_per_token, &per_tok))
+            return 0;
         best = ST_MIN(best, mem > w ? (mem - w) / per_tok : 0);
     }
     return best;
@@ -302,7 +306,11 @@ static int no_fit(const alloc_ctx *c)
                   need, weights, kv, m->min_kv_tokens, c->n, offer, most, L);
 }
 
-static int by_int(const void *a, const void *b) { return (*(const int *)a > *(const int *)b) - (*(const int *)a < *(const int *)b); }
+static int by_int(const void *pa, const void *pb)
+{
+    int a = *(const int *)pa, b = *(const int *)pb;
+    return (a > b) - (a < b);
+}
 
 int st_alloc_plan_make(const st_alloc_model *m, const st_alloc_node *nodes, int n_nodes, st_alloc_plan *out)
 {
@@ -316,7 +324,8 @@ int st_alloc_plan_make(const st_alloc_model *m, const st_alloc_node *nodes, int 
     if (__builtin_mul_overflow((uint64_t)m->min_kv_tokens, m->kv_bytes_per_token, &kvb) ||
         __builtin_add_overflow(kvb, m->layer_bytes, &unit))
         unit = UINT64_MAX;
-    alloc_ctx c = {.m = m, .unit = unit, .n = n_nodes, .nodes = st_xcalloc((size_t)ST_MAX(n_nodes, 1), sizeof *c.nodes)};
+    alloc_ctx c = {.m = m, .unit = unit, .n = n_nodes};
+    c.nodes = st_xcalloc((size_t)ST_MAX(n_nodes, 1), sizeof *c.nodes);
     int has_fixed = 0;
     for (int i = 0; i < n_nodes; i++) {
         const st_alloc_node *a = &nodes[i];
