@@ -874,10 +874,12 @@ static int write_report(const sopts *o, const req *reqs, int n, const st_strbuf 
                                 q->usage_completion > 0 ? q->usage_completion : q->n_events,
                                 q->failed || !q->n_events};
     }
-    char title[1024];
-    snprintf(title, sizeof title, "%s (%s), model %s: %d requests, concurrency %d, rate %g/s, %d input words, %d "
-             "output tokens%s", o->url, o->chat ? "chat" : "completions", o->model, o->num_requests, o->max_conc,
-             o->rate, o->input_len, o->output_len, o->trace ? ", trace sample 1" : "");
+    char title[1024], conc[32], rate[32];
+    snprintf(conc, sizeof conc, o->max_conc ? "%d" : "unbounded", o->max_conc);
+    snprintf(rate, sizeof rate, o->rate > 0 ? "%.3g/s" : "inf", o->rate);
+    snprintf(title, sizeof title, "%s (%s), model %s: %d requests, concurrency %s, rate %s, %d input words, %d "
+             "output tokens%s", o->url, o->chat ? "chat" : "completions", o->model, o->num_requests, conc, rate,
+             o->input_len, o->output_len, o->trace ? ", trace sample 1" : "");
     st_report r = {title, NULL, rr, n, trace && trace->len ? trace->buf : NULL, trace ? trace->len : 0};
     int rc = st_bench_report_html(o->report_html, &r);
     if (rc)
@@ -999,11 +1001,10 @@ int st_bench_serve_main(int argc, char **argv)
         trace.len = 0; /* not a strait server, or nothing sampled: the report says so */
     }
     fflush(stdout);
-    if (o.report_html && write_report(&o, meas, o.num_requests, &trace))
-        errors++;
+    int report_bad = o.report_html && write_report(&o, meas, o.num_requests, &trace);
     if (errors)
         fprintf(stderr, "%s: %d of %d requests failed\n", V, errors, o.num_requests);
-    exit_code = errors ? 1 : 0;
+    exit_code = errors || report_bad ? 1 : 0;
 out:
     if (sample_changed)
         (void)set_trace_sample(&L, prev_sample, NULL);

@@ -10,6 +10,10 @@
 #     trace that ends in "aborted";
 #   - /debug/trace needs the API key, answers 404 for an unknown id and 400
 #     for a malformed one; /metrics carries the breakdown histograms;
+#   - `strait bench serve --trace --report` against it: the overhead JSON
+#     line, the kept trace, and (when /usr/bin/chromium and python's
+#     websocket are there) the HTML report rendered by tests/http/trace_e2e.py,
+#     screenshot in $ST_BINARY_DIR/trace-report/ (else a temp dir);
 #   - on SIGTERM the trace file is a complete Chrome trace of both requests.
 #   test_trace.sh path/to/strait
 # Skips (77) when the default model is not cached.
@@ -154,6 +158,34 @@ EOF
 rc=$?
 [ $rc -eq 0 ] || { echo "FAIL: trace checks"; tail -20 "$TMP/server.log"; exit 1; }
 IDS=$(cat "$TMP/ids")
+
+# the overhead benchmark and the report
+"$STRAIT" bench serve --url "http://127.0.0.1:$PORT" --api-key "$KEY" --num-requests 4 --max-concurrency 2 \
+  --input-len 16 --output-len 8 --warmup 0 --seed 7 --trace --trace-out "$TMP/bench-trace.json" \
+  --report "$TMP/report.html" --json >"$TMP/bench.out" 2>&1 || { echo "FAIL: bench serve --trace"; cat "$TMP/bench.out"; exit 1; }
+python3 - "$TMP/bench.out" "$TMP/bench-trace.json" <<'EOF'
+import json, sys
+lines = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
+ov = [l for l in lines if l.get("bench") == "serve_trace_overhead"]
+assert len(ov) == 1 and ov[0]["ratio"] > 0, "one overhead line with a ratio: %r" % lines
+runs = sorted(l["trace_sample"] for l in lines if l.get("bench") == "serve")
+assert runs == [0, 1], "a run at sample 0 and one at 1: %r" % runs
+names = {e["name"] for e in json.load(open(sys.argv[2]))["traceEvents"]}
+assert {"queued", "prefill", "decode", "step"} <= names, names
+print("bench: trace overhead ratio %.3f (a noisy machine: a benchmark, not a check)" % ov[0]["ratio"])
+EOF
+[ $? -eq 0 ] || { echo "FAIL: bench serve --trace output"; cat "$TMP/bench.out"; exit 1; }
+PY=${ST_TEST_PYTHON:-python3}
+[ -x "$(dirname "$STRAIT")/pyenv/bin/python3" ] && [ -z "${ST_TEST_PYTHON:-}" ] && PY="$(dirname "$STRAIT")/pyenv/bin/python3"
+if [ -x "${ST_CHROMIUM:-/usr/bin/chromium}" ] && "$PY" -c 'import websocket' 2>/dev/null; then
+  if [ -n "${ST_BINARY_DIR:-}" ]; then SHOTS=$ST_BINARY_DIR/trace-report; else SHOTS=$(mktemp -d /tmp/strait-trace-report.XXXXXX); fi
+  mkdir -p "$SHOTS"
+  cp "$TMP/report.html" "$SHOTS/report.html"
+  "$PY" "$(dirname "$0")/../http/trace_e2e.py" "$SHOTS/report.html" "$SHOTS" --expect-trace ||
+    { echo "FAIL: the report in chromium"; exit 1; }
+else
+  echo "note: chromium or python websocket missing: the report's rendering is not checked"
+fi
 
 kill -TERM "$SRV"
 wait "$SRV"
