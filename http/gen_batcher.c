@@ -1,4 +1,4 @@
-/* st_gen_backend over st_batcher: requests and events translated one to
+/* st_gen_backend over st_router: requests and events translated one to
  * one; token ids become token bytes for logprobs here, since the HTTP
  * layer never sees ids (see gen_batcher.h). */
 #include "gen_batcher.h"
@@ -9,8 +9,9 @@
 #include "../common/st_common.h"
 
 typedef struct {
-    st_batcher *b;             /* NULL until attached; read atomically */
+    st_router *r;              /* NULL until attached; read atomically */
     const st_tokenizer *tok;
+    int last_max_ctx;          /* the router's context while it last had pipelines (atomic) */
 } adapter;
 
 /* One in-flight request: the HTTP side's callback (freed on the final event). */
@@ -41,7 +42,7 @@ static size_t piece(const st_tokenizer *tok, int32_t id, char *buf, int cap)
     return n < 0 ? 0 : (size_t)ST_MIN(n, cap);
 }
 
-/* Batcher thread. */
+/* A batcher's or the router's thread. */
 static void on_event(const st_batcher_event *bev, void *user)
 {
     pending *p = user;
@@ -79,8 +80,8 @@ static void on_event(const st_batcher_event *bev, void *user)
 static int submit(st_gen_backend *be, const st_gen_request *r, uint64_t *id)
 {
     adapter *a = be->impl;
-    st_batcher *b = __atomic_load_n(&a->b, __ATOMIC_ACQUIRE);
-    if (!b)
+    st_router *rt = __atomic_load_n(&a->r, __ATOMIC_ACQUIRE);
+    if (!rt)
         return st_err(ST_EAGAIN, "the model is still loading");
     pending *p = st_xcalloc(1, sizeof *p);
     p->cb = r->cb;
@@ -99,7 +100,7 @@ static int submit(st_gen_backend *be, const st_gen_request *r, uint64_t *id)
     q.top_logprobs = ST_MIN(r->top_logprobs, ST_MAX_TOP_LOGPROBS);
     q.cb = on_event;
     q.user = p;
-    int rc = st_batcher_submit(b, &q, id);
+    int rc = st_router_submit(rt, &q, id);
     if (rc != ST_OK) {
         free(p);
         return rc == ST_ERANGE ? ST_EINVAL : rc; /* a bad request either way */
@@ -110,22 +111,29 @@ static int submit(st_gen_backend *be, const st_gen_request *r, uint64_t *id)
 static void abort_req(st_gen_backend *be, uint64_t id)
 {
     adapter *a = be->impl;
-    st_batcher *b = __atomic_load_n(&a->b, __ATOMIC_ACQUIRE);
-    if (b)
-        st_batcher_abort(b, id);
+    st_router *rt = __atomic_load_n(&a->r, __ATOMIC_ACQUIRE);
+    if (rt)
+        st_router_abort(rt, id);
 }
 
 static void stats(st_gen_backend *be, st_gen_stats *s)
 {
     adapter *a = be->impl;
     memset(s, 0, sizeof *s);
-    st_batcher *b = __atomic_load_n(&a->b, __ATOMIC_ACQUIRE);
-    if (!b)
+    st_router *rt = __atomic_load_n(&a->r, __ATOMIC_ACQUIRE);
+    if (!rt)
         return;
     st_batcher_stats bs;
-    st_batcher_get_stats(b, &bs);
-    s->ready = 1;
-    s->max_ctx = st_batcher_max_ctx(b);
+    st_router_get_stats(rt, &bs);
+    /* with no pipeline for a moment (a cluster re-planning) requests wait in
+     * the router, so the back end stays ready with the last context known */
+    int max_ctx = bs.max_ctx;
+    if (max_ctx > 0)
+        __atomic_store_n(&a->last_max_ctx, max_ctx, __ATOMIC_RELAXED);
+    else
+        max_ctx = __atomic_load_n(&a->last_max_ctx, __ATOMIC_RELAXED);
+    s->ready = max_ctx > 0;
+    s->max_ctx = max_ctx;
     s->n_running = bs.n_running;
     s->n_waiting = bs.n_waiting;
     s->kv_blocks_total = bs.kv_blocks_total;
@@ -148,7 +156,7 @@ static void destroy(st_gen_backend *be)
     free(be);
 }
 
-int st_gen_batcher_create(st_batcher *b, const st_tokenizer *tok, st_gen_backend **out)
+int st_gen_batcher_create(st_router *r, const st_tokenizer *tok, st_gen_backend **out)
 {
     st_gen_backend *be = st_xcalloc(1, sizeof *be);
     adapter *a = st_xcalloc(1, sizeof *a);
@@ -158,16 +166,16 @@ int st_gen_batcher_create(st_batcher *b, const st_tokenizer *tok, st_gen_backend
     be->stats = stats;
     be->destroy = destroy;
     be->impl = a;
-    if (b)
-        st_gen_batcher_attach(be, b, tok);
+    if (r)
+        st_gen_batcher_attach(be, r, tok);
     *out = be;
     return ST_OK;
 }
 
-void st_gen_batcher_attach(st_gen_backend *be, st_batcher *b, const st_tokenizer *tok)
+void st_gen_batcher_attach(st_gen_backend *be, st_router *r, const st_tokenizer *tok)
 {
     adapter *a = be->impl;
     if (tok)
         a->tok = tok;
-    __atomic_store_n(&a->b, b, __ATOMIC_RELEASE);
+    __atomic_store_n(&a->r, r, __ATOMIC_RELEASE);
 }

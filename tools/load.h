@@ -6,6 +6,7 @@
 #include "engine/model.h"
 #include "http/server.h"
 #include "sched/batcher.h"
+#include "sched/cluster/router.h"
 
 typedef struct st_cli_model {
     st_model *model;
@@ -30,7 +31,7 @@ int st_cli_missing_value(const char *verb, char **argv, int optopt_char);
 int st_cli_extra_arg(const char *verb, const char *arg);
 
 /* SIGINT/SIGTERM set the stop flag and stop the API server being run by
- * st_cli_serve_batcher (SIGPIPE is ignored). */
+ * st_cli_serve_router / st_cli_serve_batcher (SIGPIPE is ignored). */
 void st_cli_install_stop_signals(void);
 volatile int *st_cli_stop_flag(void);
 
@@ -38,10 +39,14 @@ volatile int *st_cli_stop_flag(void);
  * 5 s shutdown grace, model name from the model's path. */
 st_http_server_config st_cli_api_config_default(void);
 
-/* Start batcher b, serve the OpenAI API in front of it (hc->tok and
- * hc->backend are filled here; a NULL hc->model_name becomes the base name
- * of model_path) until a stop signal, then stop the server and the batcher.
- * The caller destroys b. Returns the process exit code. */
+/* Serve the OpenAI API in front of router rt (hc->tok and hc->backend are
+ * filled here; a NULL hc->model_name becomes the base name of model_path)
+ * until a stop signal, then stop the server. The router and its pipelines
+ * stay the caller's. Returns the process exit code. */
+int st_cli_serve_router(const char *verb, st_http_server_config *hc, st_router *rt, const char *model_path,
+                        const st_tokenizer *tok);
+/* The same in front of batcher b alone (a router with one pipeline): starts
+ * b, and stops it at the end. The caller destroys b. */
 int st_cli_serve_batcher(const char *verb, st_http_server_config *hc, st_batcher *b, const char *model_path,
                          const st_tokenizer *tok);
 

@@ -1,5 +1,6 @@
-/* The OpenAI API in front of a batcher, until SIGINT/SIGTERM: shared by
- * `strait run` and the head stage of `strait serve`. */
+/* The OpenAI API in front of a router (the pipelines of `strait run -n`) or
+ * of one batcher (`strait run`, the head stage of `strait serve`), until
+ * SIGINT/SIGTERM. */
 #include <signal.h>
 #include <string.h>
 
@@ -40,13 +41,13 @@ st_http_server_config st_cli_api_config_default(void)
     return hc;
 }
 
-int st_cli_serve_batcher(const char *verb, st_http_server_config *hc, st_batcher *b, const char *model_path,
-                         const st_tokenizer *tok)
+int st_cli_serve_router(const char *verb, st_http_server_config *hc, st_router *rt, const char *model_path,
+                        const st_tokenizer *tok)
 {
     st_gen_backend *gen = NULL;
     st_http_server *srv = NULL;
     int rc;
-    if ((rc = st_batcher_start(b)) || (rc = st_gen_batcher_create(b, tok, &gen))) {
+    if ((rc = st_gen_batcher_create(rt, tok, &gen))) {
         rc = st_cli_fail(verb, rc);
         goto out;
     }
@@ -70,8 +71,25 @@ int st_cli_serve_batcher(const char *verb, st_http_server_config *hc, st_batcher
 out:
     if (srv)
         st_http_server_destroy(srv);
-    st_batcher_stop(b);
     if (gen && gen->destroy)
         gen->destroy(gen);
+    return rc;
+}
+
+int st_cli_serve_batcher(const char *verb, st_http_server_config *hc, st_batcher *b, const char *model_path,
+                         const st_tokenizer *tok)
+{
+    /* one batcher is a router with one pipeline */
+    st_router *rt = NULL;
+    int pipe_id = 0, rc;
+    if ((rc = st_batcher_start(b)) || (rc = st_router_create(NULL, &rt)) ||
+        (rc = st_router_add(rt, b, NULL, NULL, &pipe_id)))
+        rc = st_cli_fail(verb, rc);
+    else
+        rc = st_cli_serve_router(verb, hc, rt, model_path, tok);
+    if (pipe_id)
+        st_router_remove(rt, pipe_id); /* what is left waits in the router, which ends it with ABORT */
+    st_router_destroy(rt);
+    st_batcher_stop(b);
     return rc;
 }

@@ -1,5 +1,5 @@
-/* The server over the real batcher (http/gen_batcher.c) with the default
- * model: a chat completion with logprobs, a streamed one, the same greedy
+/* The server over the real batcher behind a one-pipeline router
+ * (http/gen_batcher.c) with the default model: a chat completion with logprobs, a streamed one, the same greedy
  * text both ways, a client that leaves mid-stream aborting its sequence,
  * and the batcher's gauges in /metrics. Skipped without the model. */
 #include <arpa/inet.h>
@@ -92,8 +92,12 @@ int main(void)
     if (!b)
         return test_done();
     CHECK(st_batcher_start(b) == ST_OK);
+    st_router *rt = NULL;
+    int pipe_id = 0;
+    CHECK(st_router_create(NULL, &rt) == ST_OK);
+    CHECK(st_router_add(rt, b, NULL, NULL, &pipe_id) == ST_OK);
     st_gen_backend *gb = NULL;
-    CHECK(st_gen_batcher_create(b, m->tok, &gb) == ST_OK);
+    CHECK(st_gen_batcher_create(rt, m->tok, &gb) == ST_OK);
     st_http_server_config cfg = st_http_server_config_default();
     cfg.tok = m->tok;
     cfg.backend = gb;
@@ -184,9 +188,16 @@ int main(void)
     raw.len = 0;
     exchange("GET", "/metrics", NULL, NULL, &raw);
     CHECK(raw.buf && strstr(raw.buf, "\nstrait_kv_blocks_total 128\n"));
+
+    /* with no pipeline for a moment the back end stays ready: requests would wait in the router */
+    st_router_remove(rt, pipe_id);
+    raw.len = 0;
+    exchange("GET", "/health", NULL, NULL, &raw);
+    CHECKF(raw.buf && strncmp(raw.buf, "HTTP/1.1 200", 12) == 0, "%s", raw.buf ? raw.buf : "");
     st_sb_free(&raw);
 
     st_http_server_destroy(s);
+    st_router_destroy(rt);
     st_batcher_destroy(b);
     gb->destroy(gb);
     st_backend_destroy(cpu);
