@@ -3,6 +3,7 @@
  *
  * Byte counts travel as JSON numbers: exact up to 2^53 (8 PiB), which is
  * the range decode accepts. Decode fills *out only on success. */
+#define _POSIX_C_SOURCE 200809L /* strnlen */
 #include "sched/cluster/ctl.h"
 
 #include <math.h>

@@ -329,6 +329,10 @@ static void *sched_thread(void *arg)
     if (s->rc == ST_OK)
         s->rc = st_ctl_handshake_sched(s->conn, s->token, 250, 1500, s->io_ms, &s->node);
     snprintf(s->err, sizeof s->err, "%s", st_errmsg());
+    if (s->rc) { /* a refused node is hung up on */
+        st_ctl_close(s->conn);
+        s->conn = NULL;
+    }
     return NULL;
 }
 
