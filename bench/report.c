@@ -131,7 +131,13 @@ typedef struct kind_sum {
 } kind_sum;
 
 /* Batch size over time (from "step" events) and time per span kind. */
-static void trace_plots(st_strbuf *sb, const char *json, size_t len)
+static int in_window(const st_json *e, double w0, double w1)
+{
+    double ts = st_json_get_num(e, "ts", -1) * 1e-6;
+    return ts >= w0 && ts <= w1;
+}
+
+static void trace_plots(st_strbuf *sb, const char *json, size_t len, double w0, double w1)
 {
     st_json *j = NULL;
     const st_json *ev = NULL;
@@ -145,6 +151,9 @@ static void trace_plots(st_strbuf *sb, const char *json, size_t len)
         return;
     }
     size_t n = ev->u.arr.n;
+    int windowed = 0;
+    for (size_t i = 0; i < n && !windowed; i++)
+        windowed = in_window(&ev->u.arr.items[i], w0, w1);
     double *x = st_xmalloc(sizeof(double) * (n + 1)), *y = st_xmalloc(sizeof(double) * (n + 1));
     double *yt = st_xmalloc(sizeof(double) * (n + 1));
     int ns = 0;
@@ -154,7 +163,7 @@ static void trace_plots(st_strbuf *sb, const char *json, size_t len)
     for (size_t i = 0; i < n; i++) {
         const st_json *e = &ev->u.arr.items[i];
         const char *name = st_json_get_str(e, "name", ""), *ph = st_json_get_str(e, "ph", "");
-        if (strcmp(ph, "X"))
+        if (strcmp(ph, "X") || (windowed && !in_window(e, w0, w1)))
             continue;
         double ts = st_json_get_num(e, "ts", 0), dur = st_json_get_num(e, "dur", 0);
         const st_json *args = st_json_get(e, "args");
@@ -182,17 +191,18 @@ static void trace_plots(st_strbuf *sb, const char *json, size_t len)
     }
     /* steps come sorted per thread; the plot wants time order */
     series s[2] = {{x, y, ns, "sequences", "#2563eb"}, {x, yt, ns, "rows (tokens)", "#dc2626"}};
-    plot(sb, "Batch size per step (server trace)", "seconds since the first traced step", "per step", s, 2, 1);
+    plot(sb, windowed ? "Batch size per step (server trace, this run)" : "Batch size per step (server trace)",
+         "seconds since the first traced step", "per step", s, 2, 1);
     /* breakdown: total time per span kind, as horizontal bars */
     double tmax = 0;
     for (int k = 0; k < nk; k++)
         tmax = ST_MAX(tmax, ks[k].total_us);
     int bh = 22, hh = MT + bh * nk + 20;
-    st_sb_printf(sb, "<figure><svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\">", W + 120, hh);
+    st_sb_printf(sb, "<figure><svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\">", W + 160, hh);
     st_sb_printf(sb, "<text x=\"%d\" y=\"18\" class=\"t\">Where the time went: total per span kind (ms, "
                      "summed over traced requests and steps)</text>", 10);
     for (int k = 0; k < nk; k++) {
-        double w = tmax > 0 ? (W - 60) * ks[k].total_us / tmax : 0;
+        double w = tmax > 0 ? (W - 140) * ks[k].total_us / tmax : 0;
         int yy = MT + bh * k;
         st_sb_printf(sb, "<text x=\"130\" y=\"%d\" class=\"yl\">", yy + 15);
         esc(sb, ks[k].name);
@@ -268,7 +278,7 @@ int st_bench_report_html(const char *path, const st_report *r)
         bx[b] = (b + 0.5) * bw;
     series ts = {bx, bins, ok ? BINS : 0, "output tok/s", "#16a34a"};
     plot(&sb, "Output throughput over time", "seconds since the first request", "tokens per second", &ts, 1, 0);
-    trace_plots(&sb, r->trace_json, r->trace_len);
+    trace_plots(&sb, r->trace_json, r->trace_len, r->t0, r->t1);
     if (r->summary_json) {
         st_sb_puts(&sb, "<h2>Summary (JSON)</h2><pre>");
         esc(&sb, r->summary_json);

@@ -24,6 +24,9 @@ typedef struct st_report {
     int n_reqs;
     const char *trace_json;         /* the server's Chrome trace (GET /debug/trace), or NULL */
     size_t trace_len;
+    double t0, t1;                  /* the run's span (client CLOCK_MONOTONIC s): a server on the same
+                                       host stamps the same clock, so only its events inside are used
+                                       (all of them when none falls inside: another host) */
 } st_report;
 
 /* Write the page to path. ST_OK, or ST_EIO naming the file. */

@@ -880,7 +880,12 @@ static int write_report(const sopts *o, const req *reqs, int n, const st_strbuf 
     snprintf(title, sizeof title, "%s (%s), model %s: %d requests, concurrency %s, rate %s, %d input words, %d "
              "output tokens%s", o->url, o->chat ? "chat" : "completions", o->model, o->num_requests, conc, rate,
              o->input_len, o->output_len, o->trace ? ", trace sample 1" : "");
-    st_report r = {title, NULL, rr, n, trace && trace->len ? trace->buf : NULL, trace ? trace->len : 0};
+    double t0 = 1e300, t1 = 0;
+    for (int i = 0; i < n; i++) {
+        t0 = ST_MIN(t0, reqs[i].t_start);
+        t1 = ST_MAX(t1, reqs[i].t_end);
+    }
+    st_report r = {title, NULL, rr, n, trace && trace->len ? trace->buf : NULL, trace ? trace->len : 0, t0, t1};
     int rc = st_bench_report_html(o->report_html, &r);
     if (rc)
         fprintf(stderr, "%s: %s\n", V, st_errmsg());
