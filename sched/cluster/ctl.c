@@ -37,7 +37,7 @@ struct st_ctl_conn {
     char peer[96];        /* "HOST:PORT" of the other end */
     uint8_t *rx;          /* received bytes: [rx_off, rx_len) not yet consumed */
     size_t rx_off, rx_len, rx_cap;
-    int broken;           /* a framing error or a half-written frame: unusable */
+    _Atomic int broken;   /* a framing error or a half-written frame: unusable (set by either thread) */
     pthread_mutex_t tx_lock;
 };
 
@@ -101,9 +101,14 @@ void st_ctl_format_sockaddr(const struct sockaddr *sa, char *out, size_t cap)
         snprintf(out, cap, "%s:%d", host, port);
     } else if (sa->sa_family == AF_INET6) {
         const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)sa;
-        inet_ntop(AF_INET6, &s6->sin6_addr, host, sizeof host);
         port = ntohs(s6->sin6_port);
-        snprintf(out, cap, "[%s]:%d", host, port);
+        if (IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr)) { /* an IPv4 peer of a dual-stack listener */
+            inet_ntop(AF_INET, &s6->sin6_addr.s6_addr[12], host, sizeof host);
+            snprintf(out, cap, "%s:%d", host, port);
+        } else {
+            inet_ntop(AF_INET6, &s6->sin6_addr, host, sizeof host);
+            snprintf(out, cap, "[%s]:%d", host, port);
+        }
     } else {
         snprintf(out, cap, "?");
     }
@@ -194,6 +199,10 @@ int st_ctl_listen(const char *addr, int *fd, char *bound, size_t bound_cap)
         }
         int one = 1;
         setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        if (ai->ai_family == AF_INET6) { /* "[::]:P" also takes IPv4, whatever the sysctl says */
+            int zero = 0;
+            setsockopt(s, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero);
+        }
         if (bind(s, ai->ai_addr, ai->ai_addrlen) == 0 && listen(s, 64) == 0)
             break;
         err = errno;

@@ -507,8 +507,9 @@ int st_ctl_handshake_sched(st_ctl_conn *c, const char *token, int heartbeat_ms, 
         return st_err(ST_EINVAL, "ctl: handshake_sched: NULL argument");
     if (!*token)
         return st_err(ST_EINVAL, "ctl: the cluster token is empty");
-    if (heartbeat_ms < 1 || timeout_ms < 1)
-        return st_err(ST_EINVAL, "ctl: heartbeat_ms %d and timeout_ms %d must be positive", heartbeat_ms, timeout_ms);
+    if (heartbeat_ms < 1 || heartbeat_ms > 3600000 || timeout_ms < 1 || timeout_ms > 36000000)
+        return st_err(ST_EINVAL, "ctl: heartbeat_ms %d (1..3600000) or timeout_ms %d (1..36000000) out of range",
+                      heartbeat_ms, timeout_ms);
     uint64_t deadline = st_ctl_deadline(io_timeout_ms < 0 ? 3600000 : io_timeout_ms);
     memset(node, 0, sizeof *node);
 

@@ -277,7 +277,18 @@ static void test_ipv6(void)
         CHECK(strncmp(st_ctl_peer(p.b), "[::1]:", 6) == 0);
     }
     pair_close(&p);
-    st_ctl_conn *c = NULL;
+
+    /* a "[::]" listener takes IPv4 too, and names such a peer in IPv4 form */
+    CHECK(st_ctl_listen("[::]:0", &lfd, bound, sizeof bound) == ST_OK);
+    char v4[64];
+    snprintf(v4, sizeof v4, "127.0.0.1%s", strrchr(bound, ':'));
+    st_ctl_conn *c = NULL, *s = NULL;
+    CHECKF(st_ctl_connect(v4, IO_MS, &c) == ST_OK && st_ctl_accept(lfd, IO_MS, &s) == ST_OK, "%s", st_errmsg());
+    CHECKF(s && strncmp(st_ctl_peer(s), "127.0.0.1:", 10) == 0, "peer %s", st_ctl_peer(s));
+    st_ctl_close(c);
+    st_ctl_close(s);
+    close(lfd);
+    c = NULL;
     CHECK(st_ctl_connect("[::1", 100, &c) == ST_EINVAL);
     CHECK(st_ctl_connect("127.0.0.1:99999", 100, &c) == ST_EINVAL);
 }
@@ -693,7 +704,7 @@ static void test_assign(void)
 /* ---- discovery ------------------------------------------------------------------------------ */
 
 typedef struct announcer {
-    volatile int stop;
+    _Atomic int stop;
     int rc;
 } announcer;
 
