@@ -7,6 +7,9 @@
  * string member "type". Anything else (a bad length, bad JSON, a missing or
  * unknown type, a member of the wrong type) is ST_EPROTO naming the
  * problem; the receiver answers {"type":"error"} and closes, never crashes.
+ * (st_ctl_recv checks the frame and that "type" is a short lowercase word,
+ * and sends the error reply itself; which types are expected at a given
+ * moment is the caller's state machine's call.)
  *
  * Conversation (node N, scheduler S; token = the cluster token, never sent):
  *   N: hello     {version, node_id, pubkey, name, role: "worker", nonce}
@@ -23,6 +26,12 @@
  *                                      and the answerer's CLOCK_MONOTONIC (RTT and clock offset)
  *   N: leave     {}                     graceful: S re-plans without N and closes
  * A side that hears nothing for timeout_ms considers the other gone.
+ *
+ * MAC and signature inputs are the ASCII texts above concatenated with no
+ * separator (every field has a fixed length in hex, so this is unambiguous).
+ * Handshake refusals carry a specific reason: "wrong cluster token ...",
+ * "bad signature ...", "node_id does not match ...", "version mismatch ...",
+ * "malformed message ...", "timeout ...".
  *
  * node_id = the first 16 bytes of SHA-256(pubkey) in hex (32 characters);
  * nonces are 32 random bytes in hex; pubkey is the raw 32-byte Ed25519
@@ -43,10 +52,14 @@
 #define ST_CTL_ANNOUNCE_PORT 3004  /* UDP: LAN announcements of a scheduler */
 
 /* ---- connection --------------------------------------------------------------- */
+/* Threads: one thread may receive while another sends (sends are
+ * serialized inside); two receivers on one connection are not allowed. */
 typedef struct st_ctl_conn st_ctl_conn;
 
-/* Listen on "HOST:PORT" (port 0: ephemeral). Returns the fd; *bound gets
- * "HOST:PORT" with the real port. */
+/* Addresses: "HOST:PORT", "[V6]:PORT", or "HOST" (port ST_CTL_DEFAULT_PORT);
+ * an empty host or "*" is the wildcard. */
+/* Listen on "HOST:PORT" (port 0: ephemeral; "[::]:P" also takes IPv4).
+ * Returns the fd; *bound gets "HOST:PORT" with the real port. */
 int st_ctl_listen(const char *addr, int *fd, char *bound, size_t bound_cap);
 /* Accept one connection (timeout_ms -1: forever). ST_ETIMEDOUT when none. */
 int st_ctl_accept(int listen_fd, int timeout_ms, st_ctl_conn **out);
@@ -55,7 +68,9 @@ void st_ctl_close(st_ctl_conn *c);
 int st_ctl_fd(const st_ctl_conn *c);          /* for poll() */
 const char *st_ctl_peer(const st_ctl_conn *c); /* "HOST:PORT" of the other end */
 
-/* Send one message (a JSON object text, whole). Blocks up to timeout_ms. */
+/* Send one message (a JSON object text, whole). Blocks up to timeout_ms.
+ * ST_ETIMEDOUT after part of a frame went out leaves the connection
+ * unusable (later calls: ST_ECONN). */
 int st_ctl_send(st_ctl_conn *c, const char *json, size_t len, int timeout_ms);
 /* Receive one message: ST_OK and a parsed object with a string "type" in
  * *msg (free with st_json_free), ST_ETIMEDOUT, ST_ECONN (closed), or
@@ -75,7 +90,9 @@ typedef struct st_ctl_identity {
     char pubkey_hex[65];
 } st_ctl_identity;
 
-/* Load the key at path, or create it (0600) when absent. */
+/* Load the key at path, or create it (0600, parent directories 0700) when
+ * absent; path NULL: $STRAIT_HOME/node.key, else ~/.cache/strait/node.key.
+ * Two processes creating the same file at once end up with one key. */
 int st_ctl_identity_load(const char *path, st_ctl_identity *out);
 void st_ctl_identity_free(st_ctl_identity *id);
 
@@ -87,12 +104,17 @@ typedef struct st_ctl_peer_info {
     int heartbeat_ms, timeout_ms; /* from welcome (client side) */
 } st_ctl_peer_info;
 
-/* Node side: hello .. welcome. ST_EPERM-like refusals come back as
- * ST_EPROTO with the scheduler's message ("cluster token rejected"). */
+/* Node side: hello .. welcome within timeout_ms in all. Refusals come back
+ * as ST_EPROTO with the reason (a wrong token: "cluster token rejected" when
+ * the node notices, "... refused: wrong cluster token" when the scheduler
+ * does); *sched gets node_id (this node's, as welcomed), role "scheduler",
+ * heartbeat_ms and timeout_ms. */
 int st_ctl_handshake_node(st_ctl_conn *c, const char *token, const st_ctl_identity *id, const char *name,
                           int timeout_ms, st_ctl_peer_info *sched);
-/* Scheduler side: hello .. welcome; on a wrong token or signature sends
- * error and returns ST_EPROTO naming the peer and the reason. */
+/* Scheduler side: hello .. welcome within io_timeout_ms in all; heartbeat_ms
+ * and timeout_ms go into welcome. On a refusal sends error, logs ST_WARN
+ * with the peer address and returns ST_EPROTO naming the peer and the
+ * reason (ST_ETIMEDOUT when the node went quiet). The caller closes. */
 int st_ctl_handshake_sched(st_ctl_conn *c, const char *token, int heartbeat_ms, int timeout_ms, int io_timeout_ms,
                            st_ctl_peer_info *node);
 
@@ -129,20 +151,28 @@ typedef struct st_ctl_assign {
 } st_ctl_assign;
 
 /* Encode into a new JSON text (free with free()); decode a received object
- * (its "type" already checked by the caller), validating every member. */
+ * (its "type" already checked by the caller), validating every member:
+ * strings fit their arrays with no control characters, byte counts are
+ * integers in [0, 2^53], hw start/end_layer are both -1 or 0 <= start < end,
+ * 0 <= stage < n_stages, 0 <= start <= end, transports are tcp/shm/dpdk/rdma
+ * with a non-empty addr; assign.next may be null (no next hop). *out is
+ * written only on success; ST_EPROTO names the member. */
 char *st_ctl_hw_encode(const st_node_hw *hw, size_t *len);
 int st_ctl_hw_decode(const st_json *msg, st_node_hw *out);
 char *st_ctl_assign_encode(const st_ctl_assign *a, size_t *len);
 int st_ctl_assign_decode(const st_json *msg, st_ctl_assign *out);
 
 /* Small messages: {"type":TYPE} plus optional members written by the
- * caller as JSON text ("\"state\":\"ready\",\"epoch\":3"), or NULL. */
+ * caller as JSON text ("\"state\":\"ready\",\"epoch\":3"), or NULL. The
+ * result is parsed before sending: a malformed one is ST_EINVAL, unsent. */
 int st_ctl_send_simple(st_ctl_conn *c, const char *type, const char *members, int timeout_ms);
 
 /* ---- LAN discovery ---------------------------------------------------------------- */
 /* The scheduler broadcasts {"type":"announce","addr":CONTROL_ADDR,"cluster":CID} on UDP
  * ST_CTL_ANNOUNCE_PORT (CID: first 8 hex of SHA-256("strait/v1/cluster" | token), so a
- * node finds its own cluster without learning the token). */
+ * node finds its own cluster without learning the token). The environment variable
+ * STRAIT_ANNOUNCE_ADDR ("HOST[:PORT]") replaces 255.255.255.255:3004 on both ends
+ * (networks without broadcast; tests on 127.0.0.1). */
 int st_ctl_announce_open(int *fd);
 int st_ctl_announce_send(int fd, const char *control_addr, const char *token);
 /* Node: wait up to timeout_ms for an announcement of the cluster with this
