@@ -321,6 +321,42 @@ static void test_identity(void)
     CHECK(st_ctl_identity_load(other, &id2) == ST_EINVAL);
 }
 
+/* Several processes' first start at once (here: threads) must agree on one key. */
+typedef struct racer {
+    const char *path;
+    int rc;
+    char node_id[33];
+} racer;
+
+static void *race_load(void *arg)
+{
+    racer *r = arg;
+    st_ctl_identity id;
+    r->rc = st_ctl_identity_load(r->path, &id);
+    if (r->rc == ST_OK) {
+        snprintf(r->node_id, sizeof r->node_id, "%s", id.node_id);
+        st_ctl_identity_free(&id);
+    }
+    return NULL;
+}
+
+static void test_identity_race(void)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/race/node.key", tmpdir);
+    racer r[4];
+    pthread_t t[4];
+    for (int i = 0; i < 4; i++) {
+        r[i] = (racer){.path = path};
+        pthread_create(&t[i], NULL, race_load, &r[i]);
+    }
+    for (int i = 0; i < 4; i++)
+        pthread_join(t[i], NULL);
+    for (int i = 0; i < 4; i++)
+        CHECKF(r[i].rc == ST_OK && !strcmp(r[i].node_id, r[0].node_id), "racer %d: rc %d id %s vs %s", i, r[i].rc,
+               r[i].node_id, r[0].node_id);
+}
+
 /* ---- handshake --------------------------------------------------------------------------- */
 
 typedef struct sched_side {
@@ -766,6 +802,7 @@ int main(void)
     test_bad_frames();
     test_ipv6();
     test_identity();
+    test_identity_race();
 
     char p1[512], p2[512];
     snprintf(p1, sizeof p1, "%s/node1.key", tmpdir);
