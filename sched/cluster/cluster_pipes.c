@@ -159,7 +159,7 @@ static void release_node(cl_state *cl, int slot)
     n->epoch = ++cl->epoch;
     if (n->state == NODE_ASSIGNED || n->state == NODE_LOADING || n->state == NODE_READY)
         n->state = NODE_STANDBY;
-    send_assign(cl, slot, -1, 0, 0, 0, 0, NULL, n->epoch);
+    send_assign(cl, slot, 0, 0, 1, 0, 0, NULL, n->epoch); /* an empty range: pipeline/stage mean nothing */
 }
 
 /* KV blocks for a pipeline whose stages can hold kv_tokens: no more than the
