@@ -62,7 +62,9 @@ static void plot(st_strbuf *sb, const char *title, const char *xlabel, const cha
     xmax = nice_max(xmax);
     ymax = nice_max(ymax);
     int pw = W - ML - MR, ph = H - MT - MB;
-    st_sb_printf(sb, "<figure><svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" viewBox=\"0 0 %d %d\">",
+    st_sb_printf(sb,
+                 "<figure><svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" "
+                 "viewBox=\"0 0 %d %d\">",
                  W, H, W, H);
     st_sb_printf(sb, "<text x=\"%d\" y=\"18\" class=\"t\">", ML);
     esc(sb, title);
@@ -94,7 +96,8 @@ static void plot(st_strbuf *sb, const char *title, const char *xlabel, const cha
             py = y;
         }
         st_sb_puts(sb, "\"/>");
-        st_sb_printf(sb, "<text x=\"%d\" y=\"%d\" fill=\"%s\" class=\"lg\">", ML + pw - 4, MT + 14 + 14 * k, s[k].color);
+        st_sb_printf(sb, "<text x=\"%d\" y=\"%d\" fill=\"%s\" class=\"lg\">", ML + pw - 4, MT + 14 + 14 * k,
+                     s[k].color);
         esc(sb, s[k].name);
         st_sb_puts(sb, "</text>");
     }

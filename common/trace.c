@@ -165,7 +165,8 @@ uint64_t st_trace_admit(uint64_t *trace_id)
     uint64_t id = ADD(&st_trace_g.next_req, 1);
     uint64_t q = LD(&st_trace_g.rate_q32);
     /* request n is traced when floor(n * p) steps up: exactly floor(N * p) of the first N */
-    int traced = q && (q >= (1ull << 32) || ((unsigned __int128)id * q >> 32) != ((unsigned __int128)(id - 1) * q >> 32));
+    unsigned __int128 hi = (unsigned __int128)id * q, lo = (unsigned __int128)(id - 1) * q;
+    int traced = q && (q >= (1ull << 32) || hi >> 32 != lo >> 32);
     *trace_id = traced ? id : 0;
     return id;
 }

@@ -55,7 +55,8 @@ void st_trace_meta_json(st_strbuf *sb)
 {
     trace_global *g = &st_trace_g;
     pthread_mutex_lock(&g->mu);
-    st_sb_printf(sb, ",\n{\"name\":\"process_name\",\"ph\":\"M\",\"pid\":%d,\"tid\":0,\"args\":{\"name\":", g->node_pid);
+    st_sb_printf(sb, ",\n{\"name\":\"process_name\",\"ph\":\"M\",\"pid\":%d,\"tid\":0,\"args\":{\"name\":",
+                 g->node_pid);
     st_sb_json_str(sb, g->node_name, strlen(g->node_name));
     st_sb_puts(sb, "}}");
     for (trace_ring *r = g->rings; r; r = r->next) {

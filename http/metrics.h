@@ -3,7 +3,10 @@
  * Counters and histograms are updated with relaxed atomics from any thread
  * (the event loop counts requests; back-end callbacks observe token
  * latencies); gauges about the generator (running/waiting sequences, KV
- * blocks, batch sizes) come from st_gen_stats at render time. */
+ * blocks, batch sizes) come from st_gen_stats at render time. The
+ * breakdown of where time goes - queue wait, prefill and decode step time,
+ * stage compute, per-link send time - comes from the tracer's always-on
+ * histograms (common/trace.h), whatever the sampling rate. */
 #ifndef ST_HTTP_METRICS_H
 #define ST_HTTP_METRICS_H
 
