@@ -1,6 +1,9 @@
-/* Strait chat page. Talks only to the OpenAI API of the server that serves
- * it: POST /v1/chat/completions with stream:true (SSE read through
- * fetch + ReadableStream), GET /v1/models, GET /health.
+/* Strait web UI: Setup, Cluster and Chat views. Talks only to the server
+ * that serves it (strait run, or strait chat which proxies to it):
+ * POST /v1/chat/completions with stream:true (SSE read through
+ * fetch + ReadableStream), GET /v1/models, GET /health, and for the other
+ * views GET /cluster/status, its SSE stream GET /cluster/status/stream, and
+ * POST /cluster/setup when the scheduler offers it.
  *
  * Safety: model output is never parsed as HTML. renderMarkdown() builds DOM
  * nodes and sets text with textContent only; links are kept only for
@@ -250,6 +253,36 @@ async function errorText(res) {
   return 'HTTP ' + res.status;
 }
 
+/* Read a text/event-stream response to its end, calling onData(data, event)
+ * for each event with its "data:" lines joined by newlines (comments and
+ * other fields skipped). onData may throw to stop reading. */
+async function readEvents(res, onData) {
+  const reader = res.body.getReader();
+  const dec = new TextDecoder();
+  let buf = '';
+  try {
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buf += dec.decode(value, { stream: true });
+      let cut;
+      while ((cut = buf.search(/\r?\n\r?\n/)) >= 0) {
+        const block = buf.slice(0, cut);
+        buf = buf.slice(cut).replace(/^\r?\n\r?\n/, '');
+        const data = [];
+        let event = 'message';
+        for (const line of block.split(/\r?\n/)) {
+          if (line.startsWith('data:')) data.push(line.slice(line.startsWith('data: ') ? 6 : 5));
+          else if (line.startsWith('event:')) event = line.slice(6).trim();
+        }
+        if (data.length) onData(data.join('\n'), event);
+      }
+    }
+  } finally {
+    reader.cancel().catch(() => {});
+  }
+}
+
 /* Stream one assistant reply into msg (already in the conversation) and
  * its node; resolves when the stream ends, fails or is stopped. */
 async function streamReply(conv, msg, box) {
@@ -283,38 +316,23 @@ async function streamReply(conv, msg, box) {
       signal: controller.signal,
     });
     if (!res.ok) throw new Error(await errorText(res));
-    const reader = res.body.getReader();
-    const dec = new TextDecoder();
-    let buf = '';
-    for (;;) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      buf += dec.decode(value, { stream: true });
-      let cut;
-      while ((cut = buf.search(/\r?\n\r?\n/)) >= 0) {
-        const event = buf.slice(0, cut);
-        buf = buf.slice(cut).replace(/^\r?\n\r?\n/, '');
-        for (const line of event.split(/\r?\n/)) {
-          if (!line.startsWith('data:')) continue;
-          const data = line.slice(5).trim();
-          if (data === '[DONE]') continue;
-          let j;
-          try { j = JSON.parse(data); } catch (e) { continue; }
-          if (j.error) throw new Error(j.error.message || 'server error');
-          if (j.usage) usage = j.usage;
-          const ch = j.choices && j.choices[0];
-          if (!ch) continue;
-          if (ch.finish_reason) finish = ch.finish_reason;
-          const piece = ch.delta && ch.delta.content;
-          if (piece) {
-            if (!tFirst) tFirst = performance.now();
-            chunks++;
-            msg.content += piece;
-            schedule();
-          }
-        }
+    await readEvents(res, (data) => {
+      if (data === '[DONE]') return;
+      let j;
+      try { j = JSON.parse(data); } catch (e) { return; }
+      if (j.error) throw new Error(j.error.message || 'server error');
+      if (j.usage) usage = j.usage;
+      const ch = j.choices && j.choices[0];
+      if (!ch) return;
+      if (ch.finish_reason) finish = ch.finish_reason;
+      const piece = ch.delta && ch.delta.content;
+      if (piece) {
+        if (!tFirst) tFirst = performance.now();
+        chunks++;
+        msg.content += piece;
+        schedule();
       }
-    }
+    });
   } catch (e) {
     if (e.name === 'AbortError') finish = 'stopped';
     else { msg.error = true; msg.content += (msg.content ? '\n\n' : '') + String(e.message || e); }
@@ -373,6 +391,343 @@ async function poll() {
   }
 }
 
+/* ---- views -------------------------------------------------------------------- */
+
+const VIEWS = ['setup', 'cluster', 'chat'];
+let view = '';
+
+/* Show the view named by the URL fragment (default: chat). The status
+ * stream runs only while Setup or Cluster is on screen. */
+function showView() {
+  const want = location.hash.replace(/^#/, '');
+  const next = VIEWS.includes(want) ? want : 'chat';
+  if (next === view) return;
+  view = next;
+  for (const v of VIEWS) {
+    $('view-' + v).hidden = v !== view;
+    const tab = $('tab-' + v);
+    if (v === view) tab.setAttribute('aria-current', 'page');
+    else tab.removeAttribute('aria-current');
+  }
+  $('toggle-side').hidden = view !== 'chat';
+  document.body.dataset.view = view;
+  if (view === 'chat') {
+    statusWatch(false);
+    $('input').focus();
+  } else {
+    statusWatch(true);
+    if (view === 'setup') setupProbe();
+  }
+}
+
+/* ---- cluster status ------------------------------------------------------------- */
+
+/* The last GET /cluster/status answer (shape: sched/cluster/cluster.h
+ * st_cluster_status_json), and how it is being followed. */
+let status = null;
+const live = { controller: null, timer: 0, mode: '', since: 0, error: '' };
+
+function statusWatch(on) {
+  if (live.controller) live.controller.abort();
+  live.controller = null;
+  clearTimeout(live.timer);
+  live.timer = 0;
+  live.mode = '';
+  if (on) statusStream();
+}
+
+/* Follow GET /cluster/status/stream. A browser EventSource cannot send the
+ * API key, so the stream is read through fetch like the chat replies. A
+ * server without the stream (404) is polled; a broken stream is retried
+ * after a second, polling in between, so a server that went away shows as
+ * such. */
+async function statusStream() {
+  const controller = new AbortController();
+  live.controller = controller;
+  live.mode = 'stream';
+  try {
+    const res = await fetch('/cluster/status/stream', {
+      headers: Object.assign({ Accept: 'text/event-stream' }, authHeaders()),
+      cache: 'no-store',
+      signal: controller.signal,
+    });
+    if (res.status === 404 || res.status === 405) { statusPoll(controller); return; }
+    if (!res.ok) throw new Error(await errorText(res));
+    live.error = '';
+    await readEvents(res, (data, event) => {
+      let j;
+      try { j = JSON.parse(data); } catch (e) { return; }
+      if (event === 'error' || j.error) { live.error = (j.error && j.error.message) || 'status error'; renderStatus(); return; }
+      live.error = '';
+      setStatus(j);
+    });
+    if (controller.signal.aborted) return;
+    throw new Error('the status stream ended');
+  } catch (e) {
+    if (controller.signal.aborted) return;
+    live.error = String(e.message || e);
+    renderStatus();
+    live.timer = setTimeout(() => { if (live.controller === controller) statusStream(); }, 1000);
+  }
+}
+
+/* Poll GET /cluster/status every 2 s (servers without the stream). */
+async function statusPoll(controller) {
+  live.mode = 'poll';
+  if (controller.signal.aborted) return;
+  try {
+    const res = await fetch('/cluster/status', { headers: authHeaders(), cache: 'no-store', signal: controller.signal });
+    if (res.status === 404) { status = null; live.error = ''; live.mode = 'none'; renderStatus(); return; }
+    if (!res.ok) throw new Error(await errorText(res));
+    live.error = '';
+    setStatus(await res.json());
+  } catch (e) {
+    if (controller.signal.aborted) return;
+    live.error = String(e.message || e);
+    renderStatus();
+  }
+  if (!controller.signal.aborted) live.timer = setTimeout(() => statusPoll(controller), 2000);
+}
+
+function setStatus(j) {
+  status = j && typeof j === 'object' ? j : null;
+  live.since = Date.now();
+  renderStatus();
+}
+
+const num = (v) => (typeof v === 'number' && Number.isFinite(v) ? v : undefined);
+const GONE = ['failed', 'left'];
+
+function fmtBytes(b) {
+  if (num(b) === undefined || b <= 0) return '';
+  const u = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let i = 0;
+  while (b >= 1024 && i < u.length - 1) { b /= 1024; i++; }
+  return (b >= 100 || i === 0 ? b.toFixed(0) : b.toFixed(1)) + ' ' + u[i];
+}
+
+/* Layers of the whole model: the status's n_layers when it gives one,
+ * else the highest layer any node holds. */
+function modelLayers(s) {
+  if (num(s.n_layers) > 0) return s.n_layers;
+  let n = 0;
+  for (const nd of s.nodes || []) if (Array.isArray(nd.layers) && num(nd.layers[1]) !== undefined) n = Math.max(n, nd.layers[1]);
+  return n;
+}
+
+function cell(tr, text, cls) {
+  const td = tr.appendChild(el('td', cls || null));
+  if (text !== undefined) td.textContent = text;
+  return td;
+}
+
+function layerCell(tr, layers, total) {
+  const td = cell(tr);
+  const has = Array.isArray(layers) && num(layers[0]) !== undefined && num(layers[1]) !== undefined && layers[1] > layers[0];
+  const label = has ? 'layers ' + layers[0] + '\u2013' + layers[1] + (total ? ' of ' + total : '') : 'no layers';
+  const bar = td.appendChild(el('div', 'bar'));
+  bar.setAttribute('role', 'img');
+  bar.setAttribute('aria-label', label);
+  if (has && total > 0) {
+    const span = bar.appendChild(el('span'));
+    /* CSSOM, which the page's style-src 'self' policy allows (inline style attributes it does not) */
+    span.style.left = (100 * layers[0] / total) + '%';
+    span.style.width = (100 * (layers[1] - layers[0]) / total) + '%';
+  }
+  td.appendChild(el('span', 'sub', label));
+  td.dataset.layers = has ? layers[0] + '-' + layers[1] : '';
+}
+
+function stateBadge(tr, state, error) {
+  const s = typeof state === 'string' && state ? state : 'unknown';
+  const td = cell(tr);
+  td.appendChild(el('span', 'state ' + s.replace(/[^a-z]/g, ''), s));
+  if (typeof error === 'string' && error) td.appendChild(el('span', 'sub', error));
+}
+
+function emptyRow(tbody, cols, text) {
+  const tr = tbody.appendChild(el('tr'));
+  const td = cell(tr, text, 'empty');
+  td.colSpan = cols;
+}
+
+function renderStatus() {
+  const summary = $('cluster-summary');
+  const liveNote = $('cluster-live');
+  const nodesBody = $('nodes').tBodies[0];
+  const pipesBody = $('pipelines').tBodies[0];
+  const s = status;
+  nodesBody.replaceChildren();
+  pipesBody.replaceChildren();
+  if (live.mode === 'none') {
+    summary.textContent = 'This server reports no cluster status.';
+    summary.classList.remove('bad');
+    emptyRow(nodesBody, 6, 'No nodes');
+    emptyRow(pipesBody, 7, 'No pipelines');
+    liveNote.textContent = '';
+    renderJoin();
+    return;
+  }
+  if (s) {
+    const nodes = Array.isArray(s.nodes) ? s.nodes : [];
+    const pipes = Array.isArray(s.pipelines) ? s.pipelines : [];
+    const total = modelLayers(s);
+    const byId = new Map(nodes.map((n) => [n.id, n]));
+    const ready = nodes.filter((n) => n.state === 'ready').length;
+    const want = num(s.n_nodes_expected);
+    summary.textContent = (s.model ? s.model + ' \u00b7 ' : '') + ready + ' of ' + (want !== undefined ? want : nodes.length) +
+      ' node' + ((want !== undefined ? want : nodes.length) === 1 ? '' : 's') + ' ready \u00b7 ' +
+      pipes.filter((p) => p.state === 'serving').length + ' of ' + pipes.length + ' pipeline' + (pipes.length === 1 ? '' : 's') +
+      ' serving' + (total ? ' \u00b7 ' + total + ' layers' : '') +
+      (s.planned === false ? ' \u00b7 waiting for nodes before the first plan' : '') +
+      (typeof s.error === 'string' && s.error ? ' \u00b7 ' + s.error : '');
+    for (const n of nodes) {
+      const tr = nodesBody.appendChild(el('tr', GONE.includes(n.state) ? 'gone' : ''));
+      tr.dataset.node = n.name || String(n.id);
+      tr.dataset.state = n.state || '';
+      const name = cell(tr, n.name || String(n.id !== undefined ? n.id : '?'));
+      if (n.pipeline !== undefined && n.pipeline !== null && n.pipeline >= 0) name.appendChild(el('span', 'sub', 'pipeline ' + n.pipeline));
+      cell(tr, n.device || '');
+      const mem = fmtBytes(n.memory_bytes);
+      const use = fmtBytes(n.usable_bytes);
+      const mc = cell(tr, mem);
+      if (use && use !== mem) mc.appendChild(el('span', 'sub', use + ' usable'));
+      layerCell(tr, n.layers, total);
+      stateBadge(tr, n.state, n.error);
+      const parts = [];
+      if (num(n.load) !== undefined) parts.push(n.load > 0 && n.load <= 1 && !Number.isInteger(n.load) ? (100 * n.load).toFixed(0) + '%' : String(n.load));
+      const lc = cell(tr, parts.join(''));
+      const extra = [];
+      if (num(n.rtt_ms) !== undefined) extra.push('rtt ' + n.rtt_ms.toFixed(1) + ' ms');
+      if (num(n.last_seen_ms) !== undefined) extra.push('seen ' + (n.last_seen_ms / 1000).toFixed(1) + ' s ago');
+      if (extra.length) lc.appendChild(el('span', 'sub', extra.join(' \u00b7 ')));
+    }
+    if (!nodes.length) emptyRow(nodesBody, 6, 'No nodes yet: run the join command (Setup) on each machine.');
+    for (const p of pipes) {
+      const tr = pipesBody.appendChild(el('tr', GONE.includes(p.state) ? 'gone' : ''));
+      tr.dataset.state = p.state || '';
+      cell(tr, String(p.id !== undefined ? p.id : '?'));
+      const stages = Array.isArray(p.stages) ? p.stages.map((id) => (byId.get(id) || {}).name || String(id)) : [];
+      cell(tr, stages.join(' \u2192 '));
+      stateBadge(tr, p.state, p.error);
+      cell(tr, num(p.running) !== undefined ? String(p.running) : '');
+      cell(tr, num(p.waiting) !== undefined ? String(p.waiting) : '');
+      cell(tr, num(p.kv_blocks_free) !== undefined ? String(p.kv_blocks_free) : '');
+      cell(tr, num(p.step_ms) !== undefined ? p.step_ms.toFixed(1) + ' ms' : '');
+    }
+    if (!pipes.length) emptyRow(pipesBody, 7, 'No pipeline yet.');
+  } else {
+    summary.textContent = 'Waiting for the cluster status\u2026';
+    emptyRow(nodesBody, 6, '\u2026');
+    emptyRow(pipesBody, 7, '\u2026');
+  }
+  summary.classList.toggle('bad', !!live.error);
+  if (live.error) summary.textContent = 'Cluster status unavailable: ' + live.error + (s ? ' (showing the last one received)' : '');
+  const when = live.since ? new Date(live.since).toLocaleTimeString() : '';
+  liveNote.textContent = live.mode === 'stream' ? 'Live' + (when ? ', updated ' + when : '') :
+    live.mode === 'poll' ? 'Polled every 2 s' + (when ? ', updated ' + when : '') : '';
+  renderJoin();
+}
+
+/* ---- setup ---------------------------------------------------------------------- */
+
+/* Whether the server offers POST /cluster/setup: probed with a GET, which
+ * a registered POST-only route answers 405 and an absent one 404 (so that
+ * probing changes nothing). null until known. */
+let setupOffered = null;
+let modelId = '';
+
+async function setupProbe() {
+  try {
+    const m = await fetch('/v1/models', { headers: authHeaders(), cache: 'no-store' });
+    if (m.ok) {
+      const j = await m.json();
+      const ids = (j.data || []).map((d) => d.id).filter((x) => typeof x === 'string');
+      if (ids[0]) modelId = ids[0];
+      const dl = $('setup-models');
+      dl.replaceChildren(...ids.map((id) => { const o = el('option'); o.value = id; return o; }));
+    }
+    const r = await fetch('/cluster/setup', { headers: authHeaders(), cache: 'no-store' });
+    setupOffered = r.status !== 404;
+  } catch (e) {
+    setupOffered = false;
+  }
+  renderSetup();
+}
+
+function renderSetup() {
+  const fixed = setupOffered === false;
+  const s = status || {};
+  const model = s.model || modelId;
+  const input = $('setup-model');
+  input.hidden = fixed;
+  $('setup-model-fixed').hidden = !fixed;
+  $('setup-model-fixed').textContent = model ? model + ' (set when this server was started)' : '';
+  if (!input.value && model && document.activeElement !== input) input.value = model;
+  const nodes = $('setup-nodes');
+  if (num(s.n_nodes_expected) > 0 && document.activeElement !== nodes && !nodes.dataset.edited) nodes.value = s.n_nodes_expected;
+  nodes.disabled = fixed;
+  $('setup-apply').hidden = fixed;
+  if (fixed) $('setup-result').textContent = 'This server does not change its model or node count from the page; restart it with -m MODEL -n NODES to do so.';
+  $('view-setup').dataset.setup = setupOffered === null ? '' : setupOffered ? 'offered' : 'fixed';
+}
+
+function renderJoin() {
+  const s = status || {};
+  const cmd = typeof s.join_command === 'string' ? s.join_command : '';
+  $('join-command').textContent = cmd || (live.mode === 'none' || (status && !cmd)
+    ? 'No node needs to join: this server holds every layer itself.' : '\u2026');
+  $('join-copy').disabled = !cmd;
+  $('join-help').hidden = !cmd;
+  const nodes = Array.isArray(s.nodes) ? s.nodes : [];
+  const want = num(s.n_nodes_expected);
+  $('join-state').textContent = status ? nodes.filter((n) => !GONE.includes(n.state)).length + ' node(s) joined' +
+    (want !== undefined ? ' of ' + want + ' expected' : '') : '';
+  if (view === 'setup') renderSetup();
+}
+
+async function copyJoin() {
+  const text = $('join-command').textContent;
+  const btn = $('join-copy');
+  let ok = false;
+  try {
+    await navigator.clipboard.writeText(text);
+    ok = true;
+  } catch (e) {
+    /* no clipboard permission (plain http on another host): select it for Ctrl+C */
+    const r = document.createRange();
+    r.selectNodeContents($('join-command'));
+    const sel = getSelection();
+    sel.removeAllRanges();
+    sel.addRange(r);
+  }
+  btn.textContent = ok ? 'Copied' : 'Selected: press Ctrl+C';
+  setTimeout(() => { btn.textContent = 'Copy'; }, 2000);
+}
+
+async function applySetup(e) {
+  e.preventDefault();
+  const out = $('setup-result');
+  const n = parseInt($('setup-nodes').value, 10);
+  const model = $('setup-model').value.trim();
+  if (!model || !(n >= 1)) { out.textContent = 'Give a model and a node count of at least 1.'; out.classList.add('bad'); return; }
+  out.textContent = 'Applying\u2026';
+  out.classList.remove('bad');
+  try {
+    const r = await fetch('/cluster/setup', {
+      method: 'POST',
+      headers: Object.assign({ 'Content-Type': 'application/json' }, authHeaders()),
+      body: JSON.stringify({ model, n_nodes: n }),
+    });
+    if (r.status === 404) { setupOffered = false; renderSetup(); return; }
+    if (!r.ok) throw new Error(await errorText(r));
+    out.textContent = 'Applied: ' + model + ' on ' + n + ' node' + (n === 1 ? '' : 's') + '.';
+  } catch (err) {
+    out.textContent = String(err.message || err);
+    out.classList.add('bad');
+  }
+}
+
 /* ---- wiring ------------------------------------------------------------------- */
 
 function openSettings() {
@@ -416,13 +771,18 @@ function init() {
     save('strait.settings', settings);
     $('model').textContent = '';
     poll();
+    if (view !== 'chat') { statusWatch(true); if (view === 'setup') setupProbe(); } /* the key may have changed */
   });
+  $('join-copy').addEventListener('click', copyJoin);
+  $('setup-form').addEventListener('submit', applySetup);
+  $('setup-nodes').addEventListener('input', () => { $('setup-nodes').dataset.edited = '1'; });
+  window.addEventListener('hashchange', showView);
   current();
   persist();
   renderAll();
   poll();
   setInterval(poll, 5000);
-  $('input').focus();
+  showView();
 }
 
 /* For tests and the console: the renderer, and a way to show a message
@@ -439,6 +799,9 @@ window.strait = {
     return box;
   },
   settings: () => Object.assign({}, settings),
+  status: () => status,
+  /* render a status object as if the server had sent it (tests, console) */
+  showStatus(j) { statusWatch(false); live.mode = 'stream'; live.error = ''; setStatus(j); },
 };
 
 document.addEventListener('DOMContentLoaded', init);

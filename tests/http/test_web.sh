@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The web UI of `strait run` in a real browser: starts the server with the
-# default model on an ephemeral 127.0.0.1 port and runs web_e2e.py (headless
-# Debian chromium over the DevTools protocol): chat with streaming, stop,
-# settings (the API key the server is started with is entered there), safe
-# rendering of hostile output, reload, phone width.
+# default model on an ephemeral 127.0.0.1 port, and `strait chat` in front of
+# it, and runs web_e2e.py (headless Debian chromium over the DevTools
+# protocol): chat with streaming, stop, settings (the API key the server is
+# started with is entered there), safe rendering of hostile output, reload,
+# phone width, the Cluster and Setup views, and chat through the proxy.
 # Screenshots go to $ST_BINARY_DIR/web-screenshots/ (else a temp dir; the
 # path is printed).
 #   test_web.sh path/to/strait
@@ -30,8 +31,10 @@ fi
 TMP=$(mktemp -d)
 KEY=web-test-key-$$
 SRV=
+CHAT=
 cleanup() {
   [ -n "$SRV" ] && kill -KILL "$SRV" 2>/dev/null
+  [ -n "$CHAT" ] && kill -KILL "$CHAT" 2>/dev/null
   rm -rf "$TMP"
 }
 trap cleanup EXIT
@@ -53,14 +56,36 @@ if [ -z "$PORT" ]; then
   cat "$TMP/server.log"
   exit 1
 fi
-ST_CHROMIUM=$CHROMIUM timeout 300 "$PY" "$HERE/web_e2e.py" "http://127.0.0.1:$PORT" "$SHOTS" "$KEY"
+"$STRAIT" chat -s "127.0.0.1:$PORT" --host 127.0.0.1 --port 0 >"$TMP/chat.log" 2>&1 &
+CHAT=$!
+CPORT=
+for _ in $(seq 100); do # up to 10 s
+  CPORT=$(sed -n 's|.*chat: listening on http://127\.0\.0\.1:\([0-9]*\).*|\1|p' "$TMP/chat.log")
+  [ -n "$CPORT" ] && break
+  kill -0 "$CHAT" 2>/dev/null || break
+  sleep 0.1
+done
+if [ -z "$CPORT" ]; then
+  echo "FAIL: strait chat did not start listening:"
+  cat "$TMP/chat.log"
+  exit 1
+fi
+ST_CHROMIUM=$CHROMIUM timeout 300 "$PY" "$HERE/web_e2e.py" "http://127.0.0.1:$PORT" "$SHOTS" "$KEY" \
+  "http://127.0.0.1:$CPORT"
 rc=$?
 echo "screenshots: $SHOTS"
 if [ $rc -ne 0 ]; then
   echo "--- server log (tail)"
   tail -20 "$TMP/server.log"
+  echo "--- strait chat log (tail)"
+  tail -20 "$TMP/chat.log"
   exit 1
 fi
+kill -TERM "$CHAT"
+wait "$CHAT"
+crc=$?
+CHAT=
+[ $crc -eq 0 ] || { echo "FAIL: strait chat exited $crc after SIGTERM"; exit 1; }
 kill -TERM "$SRV"
 wait "$SRV"
 src=$?

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
-"""Browser test of the chat page of `strait run`, in headless Debian chromium
-driven over the DevTools protocol (websocket-client).
+"""Browser test of the web UI of `strait run` (and of `strait chat` in front
+of it), in headless Debian chromium driven over the DevTools protocol
+(websocket-client).
 
-    web_e2e.py URL SCREENSHOT_DIR [API_KEY]
+    web_e2e.py URL SCREENSHOT_DIR [API_KEY [CHAT_URL]]
 
 Loads URL (with API_KEY: the server wants it; the page says so and the key
 is entered in the settings), checks the page runs under its Content-Security-Policy, sends a
@@ -10,8 +11,13 @@ message with the Enter key and watches the reply stream in, changes the
 settings, stops a long answer (and sees the server abort it: no generation
 left in flight), renders a hostile message (<script>, <img onerror>,
 javascript: links) as text, reloads (the conversation is kept), and looks
-at a phone-width layout. Screenshots: SCREENSHOT_DIR/*.png. Every wait is
-bounded; exit 0 when all checks pass, 1 otherwise."""
+at a phone-width layout. The Cluster view (reached by keyboard) shows the
+single node "local" ready with all the model's layers, live from the status
+stream, and nodes that failed or left as such; the Setup view shows the
+join command or the fixed model. With CHAT_URL (`strait chat` proxying to
+URL), a reply streams through the proxy and stop aborts it on the server
+behind. Screenshots: SCREENSHOT_DIR/*.png. Every wait is bounded; exit 0
+when all checks pass, 1 otherwise."""
 import base64
 import json
 import os
@@ -21,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 
 import websocket
@@ -108,6 +115,11 @@ def start_chromium(profile):
     raise RuntimeError("chromium shows no page target")
 
 
+def get_json(url, key):
+    req = urllib.request.Request(url, headers={"Authorization": f"Bearer {key}"} if key else {})
+    return json.load(urllib.request.urlopen(req, timeout=5))
+
+
 def in_flight(url, key):
     req = urllib.request.Request(url + "/metrics", headers={"Authorization": f"Bearer {key}"} if key else {})
     text = urllib.request.urlopen(req, timeout=5).read().decode()
@@ -115,7 +127,39 @@ def in_flight(url, key):
     return int(m.group(1)) if m else -1
 
 
-def run(url, shots, key):
+def chat_through_proxy(p, chat_url, url, key, shots):
+    """A reply streams through `strait chat`, and stop aborts it on the server behind."""
+    p.call("Page.navigate", url=chat_url + "/")
+    p.wait("document.readyState === 'complete' && !!window.strait", 20, "the page loads from strait chat")
+    p.js("document.getElementById('open-settings').click()")
+    if key:
+        p.js(f"document.getElementById('s-api-key').value = {json.dumps(key)}")
+    p.js("document.getElementById('s-temperature').value = '0'; document.getElementById('s-max-tokens').value = '1500'")
+    p.js("document.getElementById('s-save').click()")
+    p.wait("document.getElementById('health').textContent === 'ready'", 20, "health through the proxy shows ready")
+    p.js("document.getElementById('input').value = 'Tell me a very long story about a lighthouse keeper.'")
+    p.js("document.getElementById('send').click()")
+    last = "document.querySelector('.msg.assistant:last-of-type')"
+    p.wait(f"!!{last}", 5, "sent through the proxy")
+    lengths = set()
+    end = time.time() + 60
+    while time.time() < end and len(lengths - {0}) < 5:
+        lengths.add(p.js(f"{last}.querySelector('.body').textContent.length"))
+        time.sleep(0.02)
+    check(len(lengths - {0}) >= 5, f"tokens stream in through the proxy ({len(lengths - {0})} distinct lengths)")
+    check(in_flight(url, key) == 1, "one generation in flight behind the proxy")
+    p.shot(os.path.join(shots, "chat-proxy.png"))
+    p.js("document.getElementById('stop').click()")
+    check(p.wait(f"{last}.dataset.done", 10, "stop ends the proxied reply") == "stopped", "proxied reply marked stopped")
+    end = time.time() + 10
+    while time.time() < end and in_flight(url, key) != 0:
+        time.sleep(0.05)
+    check(in_flight(url, key) == 0, "the server behind the proxy aborted the generation after stop")
+    p.js("location.hash = '#cluster'")
+    p.wait("!!document.querySelector('#nodes tr[data-node=\"local\"]')", 10, "the Cluster view works through the proxy")
+
+
+def run(url, shots, key, chat_url):
     profile = tempfile.mkdtemp(prefix="strait-web-")
     proc, ws_url = start_chromium(profile)
     try:
@@ -233,6 +277,66 @@ def run(url, shots, key):
         check(p.js("document.querySelector('#conversations li.current button.open').textContent")
               .startswith("Name three colours"), "conversation listed by its first message")
 
+        # Cluster view, reached from the keyboard: the single node "local", ready, holding every layer.
+        try:
+            st = get_json(url + "/cluster/status", key)
+        except urllib.error.HTTPError as e:
+            raise RuntimeError(f"GET /cluster/status answered {e.code}: the server must register it (tools/run.c)")
+        n_layers = st.get("n_layers") or max((n.get("layers") or [0, 0])[1] for n in st.get("nodes", []))
+        check(n_layers > 0, f"the server's /cluster/status gives the model's layers ({n_layers})")
+        p.js("document.getElementById('tab-cluster').focus()")
+        p.key("Enter")
+        p.wait("location.hash === '#cluster' && !document.getElementById('view-cluster').hidden", 5,
+               "Enter on the Cluster tab shows the Cluster view")
+        check(p.js("document.getElementById('view-chat').hidden") is True, "the chat is hidden meanwhile")
+        row = "document.querySelector('#nodes tr[data-node=\"local\"]')"
+        p.wait(f"{row} && {row}.dataset.state === 'ready'", 10, "node 'local' is listed as ready")
+        check(p.js(f"{row}.querySelector('[data-layers]').dataset.layers") == f"0-{n_layers}",
+              f"node 'local' holds layers 0-{n_layers}")
+        check(abs(p.js(f"{row}.querySelector('.bar span').getBoundingClientRect().width / "
+                       f"{row}.querySelector('.bar').clientWidth") - 1) < 0.05, "its layer bar spans the model")
+        check(p.js(f"{row}.querySelector('.bar').getAttribute('aria-label')") == f"layers 0\u2013{n_layers} of {n_layers}",
+              "the layer bar has a text label")
+        check(p.js("document.querySelectorAll('#pipelines tbody tr[data-state]').length") >= 1, "a pipeline is listed")
+        check(p.js("document.getElementById('cluster-live').textContent").startswith("Live"),
+              "the view follows the status stream")
+        p.shot(os.path.join(shots, "cluster.png"))
+        # A node that failed or left is shown as such (the page's own rendering of a status).
+        p.js("window.strait.showStatus({model: 'm', n_nodes_expected: 2, n_layers: 30, join_command: 'strait join -s h:3003',"
+             " nodes: [{id: 'a', name: 'alpha', device: 'cpu', memory_bytes: 8589934592, layers: [0, 15], state: 'ready', load: 1},"
+             " {id: 'b', name: 'bravo', device: 'cuda:0', memory_bytes: 25769803776, layers: null, state: 'failed',"
+             " error: 'heartbeat timeout'}], pipelines: [{id: 0, stages: ['a', 'b'], state: 'failed', running: 0}]})")
+        check(p.js("(() => { const r = document.querySelector('#nodes tr[data-node=\"bravo\"]');"
+                   " return !!r && r.classList.contains('gone') && r.textContent.includes('failed')"
+                   " && r.textContent.includes('heartbeat timeout') })()") is True, "a failed node is shown as failed")
+        check(p.js("document.querySelector('#pipelines tbody tr').textContent.includes('alpha \u2192 bravo')") is True,
+              "pipeline stages are named by node")
+        p.shot(os.path.join(shots, "cluster-failed.png"))
+
+        # Setup view: the join command to copy, or (single machine) the fixed model.
+        p.js("document.getElementById('tab-setup').click()")
+        p.wait("!document.getElementById('view-setup').hidden", 5, "the Setup view opens")
+        p.wait("(() => { const t = document.getElementById('join-command').textContent;"
+               " return t && t !== '\u2026' })()", 10, "the join command or its absence is shown")
+        join = p.js("document.getElementById('join-command').textContent")
+        if st.get("join_command"):
+            check(join == st["join_command"], f"the join command is shown as the server gives it: {join!r}")
+        else:
+            check("No node needs to join" in join, f"no join command on a single machine: {join!r}")
+            p.wait("!document.getElementById('setup-model-fixed').hidden || "
+                   "document.getElementById('setup-model').value !== ''", 10, "a model is shown")
+        mode = p.wait("document.getElementById('view-setup').dataset.setup", 10, "the setup route was probed")
+        check(mode in ("fixed", "offered"), f"setup mode {mode!r}")
+        fixed = p.js("document.getElementById('setup-model-fixed').hidden ? '' : "
+                     "document.getElementById('setup-model-fixed').textContent")
+        check(bool(fixed) == (p.js("document.getElementById('setup-apply').hidden") is True),
+              "a fixed model goes with no Apply button")
+        if fixed:
+            check(fixed.split(" (")[0] in (st.get("model"), model), f"the fixed model is the served one: {fixed!r}")
+        p.shot(os.path.join(shots, "setup.png"))
+        p.js("location.hash = '#chat'")
+        p.wait("!document.getElementById('view-chat').hidden", 5, "back to the chat")
+
         # Phone width: one column, nothing wider than the screen.
         p.call("Emulation.setDeviceMetricsOverride", width=390, height=844, deviceScaleFactor=2, mobile=True)
         p.wait("innerWidth === 390", 5, "phone viewport applied")
@@ -248,14 +352,22 @@ def run(url, shots, key):
         p.js("document.getElementById('toggle-side').click()")
         p.wait("document.getElementById('side').getBoundingClientRect().left >= 0", 5, "drawer opens")
         p.shot(os.path.join(shots, "chat-phone-drawer.png"))
+        p.js("document.getElementById('toggle-side').click(); location.hash = '#cluster'")
+        p.wait("!document.getElementById('view-cluster').hidden", 5, "the Cluster view at phone width")
+        check(p.js("document.documentElement.scrollWidth <= innerWidth"), "no page-wide horizontal scroll in Cluster at 390 px")
+        p.shot(os.path.join(shots, "cluster-phone.png"))
+        p.call("Emulation.clearDeviceMetricsOverride")
 
         csp = [e for e in p.events if "Content Security Policy" in json.dumps(e)]
         check(not csp, f"no Content-Security-Policy violations ({csp[:1]})")
         errors = [e["params"]["entry"] for e in p.events
                   if e.get("method") == "Log.entryAdded" and e["params"]["entry"].get("level") == "error"
                   and not (key and "status of 401" in e["params"]["entry"].get("text", "")
-                           and e["params"]["entry"].get("url", "").endswith("/v1/models"))]  # the probe before the key
+                           and e["params"]["entry"].get("url", "").endswith("/v1/models"))  # the probe before the key
+                  and not e["params"]["entry"].get("url", "").endswith("/cluster/setup")]  # the probe of the setup route
         check(not errors, f"no errors in the browser log ({errors[:2]})")
+        if chat_url:
+            chat_through_proxy(p, chat_url, url, key, shots)
     finally:
         proc.terminate()
         try:
@@ -269,7 +381,7 @@ def main():
     url, shots = sys.argv[1].rstrip("/"), sys.argv[2]
     os.makedirs(shots, exist_ok=True)
     try:
-        run(url, shots, sys.argv[3] if len(sys.argv) > 3 else "")
+        run(url, shots, sys.argv[3] if len(sys.argv) > 3 else "", sys.argv[4].rstrip("/") if len(sys.argv) > 4 else "")
     except Exception as e:  # a driver failure is a test failure, with its cause
         check(False, f"driver: {type(e).__name__}: {e}")
     print(f"{len(failures)} failed", flush=True)
