@@ -178,14 +178,17 @@ static void pipe_end(tpipe *p, st_router *rt, int id)
     st_batcher_destroy(p->b);
 }
 
-static st_router *router(int wait_ms)
+static st_router *router_retries(int wait_ms, int max_retries)
 {
     st_router_config c = st_router_config_default();
     c.wait_ms = wait_ms;
+    c.max_retries = max_retries;
     st_router *rt = NULL;
     CHECK(st_router_create(&c, &rt) == ST_OK);
     return rt;
 }
+
+static st_router *router(int wait_ms) { return router_retries(wait_ms, st_router_config_default().max_retries); }
 
 static void submit_all(st_router *rt, got *g, int n, uint64_t *ids)
 {
@@ -252,6 +255,34 @@ static void test_failover(void)
     CHECK(st_router_pipes(rt, info, 2) == 2 && info[1].requests_routed == routed_b);
     pipe_end(&a, rt, ia);
     pipe_end(&b, rt, ib);
+    st_router_destroy(rt);
+}
+
+static void test_out_of_moves(void)
+{
+    /* no move allowed: a dead pipeline's error reaches the client, with the
+     * text that was held back, and nothing else comes */
+    st_router *rt = router_retries(30000, 0);
+    tpipe a, f;
+    int ia, jf;
+    pipe_start(&f, 1, 5, 1, rt, &jf);
+    got g[1];
+    submit_all(rt, g, 1, NULL);
+    pipe_start(&a, 0, 0, 1, rt, &ia); /* there is somewhere to go, but no move left */
+    wait_for(g, 1, -1);
+    pthread_mutex_lock(&mu);
+    CHECKF(g[0].r.finish == ST_FINISH_ERROR && strstr(g[0].error, "stage is gone") && g[0].r.n_final == 1,
+           "finish '%s' (%s)", st_finish_reason_name(g[0].r.finish), g[0].error);
+    CHECK(g[0].r.n_tokens > 0 && bu_same(g[0].r.tokens, g[0].r.n_tokens, ref[0].tokens, g[0].r.n_tokens));
+    char dec[1024];
+    int n_dec = st_tok_decode(model->tok, g[0].r.tokens, g[0].r.n_tokens, 1, dec, (int)sizeof dec - 1);
+    CHECKF(n_dec >= 0 && (size_t)n_dec == g[0].r.text_len && !memcmp(g[0].r.text, dec, (size_t)n_dec),
+           "streamed \"%.*s\", but its %d tokens say \"%.*s\"", (int)g[0].r.text_len, g[0].r.text,
+           g[0].r.n_tokens, n_dec, dec);
+    pthread_mutex_unlock(&mu);
+    CHECK(st_router_moved(rt) == 0);
+    pipe_end(&a, rt, ia);
+    pipe_end(&f, rt, jf);
     st_router_destroy(rt);
 }
 
@@ -426,6 +457,7 @@ int main(void)
     with_stop = 1; /* moves carry held-back text */
     test_failover();
     test_remove_mid_run();
+    test_out_of_moves();
     with_stop = 0;
     test_wait_for_pipeline();
     test_wait_expires();
