@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "st_common.h"
 #include "trace_internal.h"
@@ -111,6 +112,10 @@ static void init_from_env(void)
 {
     const char *p = getenv("STRAIT_TRACE_SAMPLE"), *f = getenv("STRAIT_TRACE_FILE");
     double v;
+    pthread_mutex_lock(&st_trace_g.mu);
+    if (!st_trace_g.node_set) /* processes of one host get distinct tracks when their files are merged */
+        st_trace_g.node_pid = (int)getpid();
+    pthread_mutex_unlock(&st_trace_g.mu);
     if (p && *p && !__atomic_load_n(&st_trace_g.rate_set, __ATOMIC_RELAXED)) {
         if (st_trace_parse_sample(p, &v) == ST_OK)
             st_trace_set_sample(v);
@@ -155,6 +160,7 @@ void st_trace_set_node(int pid, const char *name)
 {
     pthread_mutex_lock(&st_trace_g.mu);
     st_trace_g.node_pid = pid;
+    st_trace_g.node_set = 1;
     snprintf(st_trace_g.node_name, sizeof st_trace_g.node_name, "%s", name ? name : "strait");
     pthread_mutex_unlock(&st_trace_g.mu);
 }

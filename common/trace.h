@@ -104,7 +104,8 @@ int st_trace_parse_sample(const char *s, double *p);
 /* Set the sampling rate (clamped to [0, 1]); process-wide, any time. */
 void st_trace_set_sample(double p);
 double st_trace_sample(void);
-/* This node's id and name in exports (pid and process_name; default 1, "strait"). */
+/* This node's id and name in exports (pid and process_name; default the
+ * process id and "strait"). */
 void st_trace_set_node(int pid, const char *name);
 /* Name the calling thread's track ("http", "batcher", "stage 0..12"). */
 void st_trace_thread_name(const char *name);

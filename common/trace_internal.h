@@ -25,7 +25,8 @@ typedef struct trace_global {
     pthread_mutex_t mu;              /* the ring list, names, node, link labels */
     trace_ring *rings;
     int n_rings;
-    int node_pid;
+    int node_pid;                    /* the process id until st_trace_set_node */
+    int node_set;
     char node_name[64];
     uint64_t rate_q32;               /* sampling rate in parts of 2^32 */
     int rate_set;                    /* st_trace_set_sample was called */
