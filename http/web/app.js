@@ -621,6 +621,10 @@ function renderStatus() {
     emptyRow(nodesBody, 6, '\u2026');
     emptyRow(pipesBody, 7, '\u2026');
   }
+  for (const table of [$('nodes'), $('pipelines')]) { /* column names for the one-column phone layout */
+    const names = Array.from(table.tHead.rows[0].cells).map((th) => th.textContent);
+    for (const tr of table.tBodies[0].rows) Array.from(tr.cells).forEach((td, i) => { td.dataset.label = names[i] || ''; });
+  }
   summary.classList.toggle('bad', !!live.error);
   if (live.error) summary.textContent = 'Cluster status unavailable: ' + live.error + (s ? ' (showing the last one received)' : '');
   const when = live.since ? new Date(live.since).toLocaleTimeString() : '';
