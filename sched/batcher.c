@@ -71,6 +71,10 @@ int st_batcher_create(st_model *m, st_backend *be, const st_batcher_config *cfg,
                       c.max_batch_size, c.max_num_tokens_per_batch);
     if (c.block_size < 1 || c.block_size > 1024)
         return st_err(ST_EINVAL, "batcher: block size %d outside [1, 1024]", c.block_size);
+    if (c.max_inflight == 0)
+        c.max_inflight = 1;
+    if (c.max_inflight < 1 || c.max_inflight > ST_BATCHER_MAX_INFLIGHT)
+        return st_err(ST_EINVAL, "batcher: max_inflight %d outside [1, %d]", c.max_inflight, ST_BATCHER_MAX_INFLIGHT);
     if (!m)
         return st_err(ST_EINVAL, "batcher: no model");
     if (!c.external_exec && !be)
@@ -105,9 +109,12 @@ int st_batcher_create(st_model *m, st_backend *be, const st_batcher_config *cfg,
     if ((rc = st_kv_blocks_create(n_blocks, c.block_size, c.prefix_cache, &b->kb)))
         goto fail;
     b->running = st_xcalloc((size_t)c.max_batch_size, sizeof(seq *));
-    b->step_seqs = st_xcalloc((size_t)c.max_batch_size, sizeof(seq *));
-    b->logits = st_xmalloc((size_t)c.max_batch_size * b->vocab * sizeof(float));
-    st_sched_batch_init(&b->batch);
+    for (int i = 0; i < c.max_inflight; i++) {
+        inflight *f = &b->fl[i];
+        f->seqs = st_xcalloc((size_t)c.max_batch_size, sizeof(seq *));
+        f->logits = st_xmalloc((size_t)c.max_batch_size * b->vocab * sizeof(float));
+        st_sched_batch_init(&f->batch);
+    }
     pthread_mutex_init(&b->mu, NULL);
     pthread_cond_init(&b->cv, NULL);
     pthread_mutex_init(&b->stats_mu, NULL);
@@ -132,9 +139,11 @@ fail:
     return rc;
 }
 
-/* Send ABORT to everything not finished (no loop thread may run). */
+/* Send ABORT to everything not finished (no loop thread may run). The
+ * batches still out come back first: the executor may be using them. */
 static void abort_all(st_batcher *b)
 {
+    sched_drain(b);
     pthread_mutex_lock(&b->mu);
     while (b->inbox.head) {
         seq *s = b->inbox.head;
@@ -169,10 +178,12 @@ void st_batcher_destroy(st_batcher *b)
     st_fwd_free(&b->fwd);
     st_kv_free(&b->kv, b->be);
     st_kv_blocks_destroy(b->kb);
-    st_sched_batch_free(&b->batch);
+    for (int i = 0; i < b->cfg.max_inflight; i++) {
+        st_sched_batch_free(&b->fl[i].batch);
+        free(b->fl[i].seqs);
+        free(b->fl[i].logits);
+    }
     free(b->running);
-    free(b->step_seqs);
-    free(b->logits);
     free(b->aborts);
     free(b->abort_work);
     pthread_mutex_destroy(&b->mu);
@@ -342,9 +353,23 @@ void st_batcher_get_stats(st_batcher *b, st_batcher_stats *s)
 
 void st_batcher_set_executor(st_batcher *b, st_batch_executor fn, void *ctx)
 {
-    b->exec = fn ? fn : b->cfg.external_exec ? exec_none : exec_local;
+    sched_drain(b); /* what is out belongs to the previous executor */
+    b->exec = fn ? fn : b->cfg.external_exec ? exec_none : st_batcher_exec_local;
     b->exec_ctx = fn ? ctx : b;
+    memset(&b->async, 0, sizeof b->async);
 }
+
+void st_batcher_set_async_executor(st_batcher *b, const st_batch_async_exec *x)
+{
+    st_batcher_set_executor(b, NULL, NULL);
+    if (x && x->submit && x->collect) {
+        b->async = *x;
+        b->exec = NULL;
+        b->exec_ctx = NULL;
+    }
+}
+
+int st_batcher_inflight(const st_batcher *b) { return b->n_fl; }
 
 struct st_kv_blocks *st_batcher_kv(st_batcher *b) { return b->kb; }
 int st_batcher_max_ctx(const st_batcher *b) { return b->max_ctx; }

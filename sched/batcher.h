@@ -30,6 +30,19 @@
  * for long; it may call st_batcher_submit/abort, never st_batcher_stop or
  * st_batcher_destroy.
  *
+ * Pipelined execution. With an asynchronous executor (st_batch_async_exec,
+ * e.g. a pipeline of P stages) and max_inflight = P, each step first fills
+ * the pipeline: while fewer than max_inflight batches are out it schedules
+ * a batch from the sequences NOT in flight (decodes whose last token is
+ * sampled, prompt chunks, admissions) and submits it; then it collects the
+ * oldest batch, samples and streams its tokens. So every stage works on a
+ * different batch of disjoint sequences while the others do. A batch then
+ * takes at most ceil(sequences / max_inflight) sequences, so that the rest
+ * can form the next one. A sequence in flight keeps its KV blocks: it is
+ * never preempted, and an abort only marks it (its ABORT event comes when
+ * its batch is back). With a synchronous executor (the local forward) one
+ * batch is out at a time, whatever max_inflight says.
+ *
  * Batch invariance: a sequence's rows are always contiguous and in position
  * order, whatever else shares the step, so with batch-invariant kernels a
  * greedy request gives the same tokens alone or among many. */
@@ -127,7 +140,12 @@ typedef struct st_batcher_config {
                                      and sampling but allocates no KV cache or activations, and its
                                      model supplies only the geometry and tokenizer (any layer range).
                                      0 (default): the local st_forward over all layers */
+    int max_inflight;             /* batches outstanding at once with an asynchronous executor,
+                                     1..ST_BATCHER_MAX_INFLIGHT (default 1: one at a time); set it
+                                     to the pipeline's stage count */
 } st_batcher_config;
+
+#define ST_BATCHER_MAX_INFLIGHT 8
 
 st_batcher_config st_batcher_config_default(void);
 
@@ -197,8 +215,37 @@ size_t st_batcher_local_kv_bytes(const st_batcher *b);
  * external_exec so it holds no KV or activations of its own). */
 typedef int (*st_batch_executor)(void *ctx, const st_sched_batch *sb, float *logits);
 /* Replace the executor (NULL: the local forward, or with external_exec an
- * executor that fails every step). Only while no loop thread runs. */
+ * executor that fails every step). Only while no loop thread runs; batches
+ * still out with the previous executor are completed first. */
 void st_batcher_set_executor(st_batcher *b, st_batch_executor fn, void *ctx);
+
+/* An asynchronous executor: up to max_inflight batches are out at once.
+ *   submit  starts running sb; slot in [0, max_inflight) names it until its
+ *           collect (no other outstanding batch has that slot). sb stays
+ *           valid and unchanged until then. ST_OK, or an error: the batch's
+ *           requests end with ST_FINISH_ERROR and collect is not called.
+ *   collect waits for the batch in `slot` and leaves its logits as
+ *           st_batch_executor does. Batches are collected in the order they
+ *           were submitted, each exactly once. An error ends the batch's
+ *           requests with ST_FINISH_ERROR; the other batches still follow.
+ * Both are called on the stepping thread. The batches outstanding at any
+ * time hold disjoint sequences (no sequence is in two batches). */
+typedef struct st_batch_async_exec {
+    int (*submit)(void *ctx, const st_sched_batch *sb, int slot);
+    int (*collect)(void *ctx, const st_sched_batch *sb, int slot, float *logits);
+    void *ctx;
+} st_batch_async_exec;
+/* Install an asynchronous executor (copied; NULL: as st_batcher_set_executor
+ * with NULL). Same rules as st_batcher_set_executor. */
+void st_batcher_set_async_executor(st_batcher *b, const st_batch_async_exec *x);
+/* The local forward as an st_batch_executor (ctx: a batcher created without
+ * external_exec). Safe to call on another thread than the stepping one, one
+ * call at a time: it touches the KV cache and activations, which the step
+ * never does (tests wrap it into an asynchronous executor). */
+int st_batcher_exec_local(void *ctx, const st_sched_batch *sb, float *logits);
+/* Batches outstanding now (0..max_inflight; on the stepping thread, or
+ * while no loop thread runs). */
+int st_batcher_inflight(const st_batcher *b);
 
 /* ---- synchronous convenience (tests, CLI) ------------------------------------- */
 typedef struct st_batcher_result {

@@ -40,11 +40,23 @@ typedef struct seq {
     size_t n_held, cap_held;
 
     int state;
-    int sched_rows;               /* rows scheduled in the current step */
+    int sched_rows;               /* rows in the batch being built or in flight (0: in none) */
+    int in_flight;                /* 1 while its batch is out with the executor */
+    int aborted;                  /* abort asked while in flight: retire when the batch is back */
     uint64_t trace_id;            /* request id if traced, else 0 (common/trace.h) */
     uint64_t t_queued;            /* ns: submitted, or preempted (queue-wait histogram) */
-    int batch_idx;                /* its index in the current batch, or -1 */
+    int batch_idx;                /* its index in its batch, or -1 */
 } seq;
+
+/* One batch out with the executor (or being built). */
+typedef struct inflight {
+    st_sched_batch batch;
+    seq **seqs;                   /* (max_batch_size,) its sequences, in batch order */
+    int n_seqs;
+    float *logits;                /* (max_batch_size, vocab) host logits of its rows */
+    uint64_t traced;              /* a traced request's id if the batch holds one, else 0 */
+    uint64_t t0;                  /* ns: submitted */
+} inflight;
 
 typedef struct seq_list {
     seq *head, *tail;
@@ -61,7 +73,8 @@ struct st_batcher {
     st_fwd_ctx fwd;
     st_kv_blocks *kb;
     int watermark;                /* blocks admission leaves free while others run (1%, >= 1) */
-    st_batch_executor exec;       /* runs a batch (default: exec_local) */
+    st_batch_executor exec;       /* runs a batch (default: exec_local); NULL when async is set */
+    st_batch_async_exec async;    /* submit/collect when set (async.submit != NULL) */
     uint32_t trace_pipe;          /* this batcher in step trace records */
     void *exec_ctx;
 
@@ -79,9 +92,9 @@ struct st_batcher {
     seq_list waiting;             /* FCFS; preempted sequences go back to the front */
     seq **running;                /* (max_batch_size,) in admission order, oldest first */
     int n_running;
-    seq **step_seqs;              /* (max_batch_size,) scratch: the sequences of one step */
-    st_sched_batch batch;
-    float *logits;                /* (max_batch_size, vocab) host copy of the step's logits */
+    inflight fl[ST_BATCHER_MAX_INFLIGHT]; /* a ring of batches: (cfg.max_inflight,) used */
+    int fl_head, n_fl;            /* oldest outstanding slot, how many are out */
+    uint64_t next_step;           /* step number of the next batch built */
     uint64_t *abort_work;         /* (cap_abort_work,) drained abort ids */
     int cap_abort_work;
     st_batcher_stats st;          /* counters, copied to `pub` after each step */
@@ -119,9 +132,10 @@ static inline void sched_trace_end(const seq *s, st_finish_reason why)
 }
 
 /* sched_step.c */
-/* The default executor: st_forward over b->kv, logits copied to the host. */
-int exec_local(void *ctx, const st_sched_batch *sb, float *logits);
 int sched_step(st_batcher *b);
+/* Collect every outstanding batch and hand out its results (before a
+ * stop, an abort of everything, or a change of executor). */
+void sched_drain(st_batcher *b);
 /* Copy the counters (with the block manager's occupancy) for readers. */
 void sched_publish_stats(st_batcher *b);
 /* Release a sequence's blocks, take it out of the running set or the

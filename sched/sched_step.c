@@ -81,6 +81,10 @@ static void drain_inbox(st_batcher *b)
         seq *s = find_seq(b, b->abort_work[i]);
         if (!s)
             continue; /* already finished */
+        if (s->in_flight) { /* its batch is out: the executor still uses its blocks */
+            s->aborted = 1;
+            continue;
+        }
         sched_trace_end(s, ST_FINISH_ABORT);
         seq_emit_final(b, s, ST_FINISH_ABORT, NULL);
         sched_retire(b, s);
@@ -107,14 +111,15 @@ static int schedule_running(st_batcher *b, seq *s, int rows)
     return 1;
 }
 
-/* Choose this step's rows; returns how many. */
-static int schedule(st_batcher *b)
+/* Choose the next batch's rows from the sequences in no batch, at most
+ * max_seqs of them; returns how many rows. */
+static int schedule(st_batcher *b, int max_seqs)
 {
     int budget = b->cfg.max_num_tokens_per_batch;
-    int preempted = 0;
+    int preempted = 0, n_seqs = 0;
     /* pass 0: decodes (one pending row), pass 1: prompt chunks of running sequences */
     for (int pass = 0; pass < 2; pass++) {
-        for (int i = 0; i < b->n_running && budget > 0; i++) {
+        for (int i = 0; i < b->n_running && budget > 0 && n_seqs < max_seqs; i++) {
             seq *s = b->running[i];
             int want = s->n_tokens - s->kv.n_committed;
             if (s->sched_rows || (pass == 0) != (want == 1))
@@ -122,7 +127,7 @@ static int schedule(st_batcher *b)
             int before = b->n_running;
             int rows = ST_MIN(want, budget);
             if (schedule_running(b, s, rows))
-                budget -= rows;
+                budget -= rows, n_seqs++;
             if (b->n_running != before) {
                 preempted = 1;
                 i = -1; /* indices moved: rescan (scheduled ones are skipped) */
@@ -132,7 +137,8 @@ static int schedule(st_batcher *b)
     /* admission: FCFS, never past a request that does not fit, and not in a
      * step that had to preempt (it would only thrash); with nothing running
      * the head always fits (a context fits in the whole cache) */
-    while (!preempted && b->waiting.head && b->n_running < b->cfg.max_batch_size && budget > 0) {
+    while (!preempted && b->waiting.head && b->n_running < b->cfg.max_batch_size && budget > 0 &&
+           n_seqs < max_seqs) {
         seq *s = b->waiting.head;
         int hit = s->kv.n_blocks ? 0 : st_kv_seq_match_prefix(b->kb, &s->kv, s->tokens, s->n_tokens);
         int rows = ST_MIN(s->n_tokens - s->kv.n_committed, budget);
@@ -157,6 +163,7 @@ static int schedule(st_batcher *b)
         s->state = SEQ_RUNNING;
         s->sched_rows = rows;
         budget -= rows;
+        n_seqs++;
         b->st.prefix_hit_tokens += (uint64_t)hit;
         uint64_t now = st_now_ns();
         st_trace_observe(ST_TH_QUEUE, now - s->t_queued);
@@ -172,27 +179,27 @@ static int schedule(st_batcher *b)
 }
 
 /* ---- execution ------------------------------------------------------------------------- */
-/* Returns a traced request's id if the step holds one (its step records are
- * then kept), else 0. */
-static uint64_t build_batch(st_batcher *b)
+/* Put the sequences just scheduled (sched_rows set, not yet in flight) into
+ * batch f, in running order; they are in flight from now on. */
+static void build_batch(st_batcher *b, inflight *f)
 {
-    uint64_t traced = 0;
-    st_sched_batch_reset(&b->batch, b->st.steps);
+    f->traced = 0;
+    f->n_seqs = 0;
+    st_sched_batch_reset(&f->batch, b->next_step++);
     for (int i = 0; i < b->n_running; i++) {
         seq *s = b->running[i];
-        if (!s->sched_rows) {
-            s->batch_idx = -1;
+        if (!s->sched_rows || s->in_flight)
             continue;
-        }
         int from = s->kv.n_committed;
-        s->batch_idx = st_sched_batch_add(&b->batch, (int32_t)(s->id & 0x7fffffff), s->id, s->tokens + from,
+        s->batch_idx = st_sched_batch_add(&f->batch, (int32_t)(s->id & 0x7fffffff), s->id, s->tokens + from,
                                           s->sched_rows, from, s->kv.table, s->kv.n_blocks,
                                           from + s->sched_rows == s->n_tokens, &s->req.sampling);
-        if (!traced)
-            traced = s->trace_id;
+        s->in_flight = 1;
+        f->seqs[f->n_seqs++] = s;
+        if (!f->traced)
+            f->traced = s->trace_id; /* a traced request's step records are kept */
     }
-    st_sched_batch_seal(&b->batch);
-    return traced;
+    st_sched_batch_seal(&f->batch);
 }
 
 /* Work counters for one sequence's rows [from, from + n). */
@@ -207,15 +214,31 @@ static void count_rows(st_batcher *b, const seq *s, int from, int n)
         b->st.recomputed_tokens += (uint64_t)(hi - lo);
 }
 
-/* Hand each scheduled sequence its rows' results: commit its KV, sample.
- * [t0, t1] is the step's execution (ns), for the trace. */
-static void finish_step(st_batcher *b, seq **step_seqs, int n_seqs, uint64_t t0, uint64_t t1)
+/* A sequence whose batch is back is in no batch any more; an abort that
+ * came while it was out takes effect now. Returns 1 if it was retired. */
+static int land(st_batcher *b, seq *s)
 {
-    const st_sched_batch *sb = &b->batch;
+    s->sched_rows = 0;
+    s->in_flight = 0;
+    s->batch_idx = -1;
+    if (!s->aborted)
+        return 0;
+    sched_trace_end(s, ST_FINISH_ABORT);
+    seq_emit_final(b, s, ST_FINISH_ABORT, NULL);
+    sched_retire(b, s);
+    b->st.requests_aborted++;
+    return 1;
+}
+
+/* Hand each sequence of batch f its rows' results: commit its KV, sample.
+ * [t0, t1] is the batch's execution (ns), for the trace. */
+static void finish_batch(st_batcher *b, inflight *f, uint64_t t0, uint64_t t1)
+{
+    const st_sched_batch *sb = &f->batch;
     st_token_logprob top[ST_MAX_TOP_LOGPROBS];
-    for (int k = 0; k < n_seqs; k++) {
-        seq *s = step_seqs[k];
-        int from = s->kv.n_committed, n = s->sched_rows;
+    for (int k = 0; k < f->n_seqs; k++) {
+        seq *s = f->seqs[k];
+        int from = s->kv.n_committed, n = s->sched_rows, idx = s->batch_idx;
         if (s->trace_id) {
             /* decoding = feeding back its newest sampled token; anything else is (re)prefill */
             int decode = n == 1 && s->n_generated > 0 && from + 1 == s->n_tokens;
@@ -224,12 +247,12 @@ static void finish_step(st_batcher *b, seq **step_seqs, int n_seqs, uint64_t t0,
         }
         count_rows(b, s, from, n);
         st_kv_seq_commit(b->kb, &s->kv, s->tokens, from + n);
-        s->sched_rows = 0;
-        int lr = sb->info[s->batch_idx].logit_row;
-        s->batch_idx = -1;
+        if (land(b, s))
+            continue;
+        int lr = sb->info[idx].logit_row;
         if (lr < 0)
             continue;
-        float *row = b->logits + (size_t)lr * b->vocab;
+        float *row = f->logits + (size_t)lr * b->vocab;
         int n_top = s->req.top_logprobs > 0 ? logits_top(row, b->vocab, s->req.top_logprobs, top) : 0;
         float lp = 0.0f;
         uint64_t ts = s->trace_id ? st_now_ns() : 0;
@@ -256,6 +279,24 @@ static void finish_step(st_batcher *b, seq **step_seqs, int n_seqs, uint64_t t0,
     }
 }
 
+/* Batch f failed (rc, message set): end its requests with ERROR, keep
+ * serving the others. */
+static void fail_batch(st_batcher *b, inflight *f)
+{
+    char msg[256];
+    snprintf(msg, sizeof msg, "forward failed: %s", st_errmsg());
+    ST_ERROR("batcher: step %llu: %s", (unsigned long long)f->batch.step, msg);
+    for (int k = 0; k < f->n_seqs; k++) {
+        seq *s = f->seqs[k];
+        if (land(b, s))
+            continue;
+        sched_trace_end(s, ST_FINISH_ERROR);
+        seq_emit_final(b, s, ST_FINISH_ERROR, msg);
+        sched_retire(b, s);
+        b->st.requests_finished++;
+    }
+}
+
 void sched_publish_stats(st_batcher *b)
 {
     st_kv_blocks_stats ks;
@@ -273,9 +314,11 @@ void sched_publish_stats(st_batcher *b)
     pthread_mutex_unlock(&b->stats_mu);
 }
 
-int exec_local(void *ctx, const st_sched_batch *sb, float *logits)
+int st_batcher_exec_local(void *ctx, const st_sched_batch *sb, float *logits)
 {
     st_batcher *b = ctx;
+    if (b->cfg.external_exec)
+        return st_err(ST_EINVAL, "batcher: the local forward of an external_exec batcher (it holds no KV)");
     int rc = st_forward(&b->fwd, &b->kv, &sb->b, sb->logit_rows, sb->n_logit_rows);
     if (rc == ST_OK && sb->n_logit_rows) {
         b->be->ops->sync(b->be);
@@ -284,61 +327,122 @@ int exec_local(void *ctx, const st_sched_batch *sb, float *logits)
     return rc;
 }
 
-int sched_step(st_batcher *b)
+/* Counters of a batch that ran (or failed). */
+static void count_batch(st_batcher *b, const inflight *f, uint64_t t0, uint64_t t1)
 {
-    drain_inbox(b);
-    if (!b->n_running && !b->waiting.head) {
-        sched_publish_stats(b);
-        return 0;
-    }
-    int rows = schedule(b);
-    if (rows == 0) { /* only after a preemption; the next step admits */
-        sched_publish_stats(b);
-        return 1;
-    }
-    uint64_t traced = build_batch(b);
-    /* the scheduled sequences, in batch order (retiring edits b->running) */
-    seq **step_seqs = b->step_seqs;
-    int n_seqs = 0;
-    for (int i = 0; i < b->n_running; i++)
-        if (b->running[i]->sched_rows)
-            step_seqs[n_seqs++] = b->running[i];
-
-    const st_sched_batch *sb = &b->batch;
-    /* a traced step's executor sees the trace id (a pipeline puts it in the wire
-     * header) and the step (trace step ids are the batch's step + 1: 0 means none) */
-    if (traced) {
-        st_trace_set_current(traced);
-        st_trace_set_step(sb->step + 1, b->trace_pipe);
-    }
-    uint64_t t0 = st_now_ns();
-    int rc = b->exec(b->exec_ctx, sb, b->logits);
-    uint64_t t1 = st_now_ns();
-    if (traced)
-        st_trace_clear_current();
+    const st_sched_batch *sb = &f->batch;
     st_trace_observe(sb->b.n_tokens > sb->b.n_seqs ? ST_TH_PREFILL : ST_TH_DECODE, t1 - t0);
-    st_trace_step_span(traced, ST_TK_STEP, sb->step + 1, b->trace_pipe, -1, t0, t1, (uint32_t)sb->b.n_tokens,
+    st_trace_step_span(f->traced, ST_TK_STEP, sb->step + 1, b->trace_pipe, -1, t0, t1, (uint32_t)sb->b.n_tokens,
                        (uint32_t)sb->b.n_seqs, 0);
     b->st.steps++;
     b->st.batch_tokens += (uint64_t)sb->b.n_tokens;
     b->st.batch_seqs += (uint64_t)sb->b.n_seqs;
     b->st.last_batch_tokens = sb->b.n_tokens;
     b->st.last_batch_seqs = sb->b.n_seqs;
+}
+
+/* A traced batch's executor sees the trace id (a pipeline puts it in the
+ * wire header) and the step (trace step ids are the batch's step + 1: 0
+ * means none) while it is called. */
+static void trace_enter(st_batcher *b, const inflight *f)
+{
+    if (f->traced) {
+        st_trace_set_current(f->traced);
+        st_trace_set_step(f->batch.step + 1, b->trace_pipe);
+    }
+}
+
+static void trace_leave(const inflight *f)
+{
+    if (f->traced)
+        st_trace_clear_current();
+}
+
+/* Hand the batch just built in the next free slot to an asynchronous
+ * executor. Returns ST_OK if it is out, else the error (its requests have
+ * their ERROR events). */
+static int submit_batch(st_batcher *b)
+{
+    int slot = (b->fl_head + b->n_fl) % b->cfg.max_inflight;
+    inflight *f = &b->fl[slot];
+    trace_enter(b, f);
+    f->t0 = st_now_ns();
+    int rc = b->async.submit(b->async.ctx, &f->batch, slot);
+    trace_leave(f);
+    if (rc == ST_OK) {
+        b->n_fl++;
+        return ST_OK;
+    }
+    count_batch(b, f, f->t0, st_now_ns());
+    fail_batch(b, f);
+    return rc;
+}
+
+/* Wait for the oldest batch out and hand out its results. */
+static int collect_oldest(st_batcher *b)
+{
+    int slot = b->fl_head;
+    inflight *f = &b->fl[slot];
+    int rc;
+    trace_enter(b, f);
+    if (b->async.submit) {
+        rc = b->async.collect(b->async.ctx, &f->batch, slot, f->logits);
+    } else {
+        f->t0 = st_now_ns(); /* a synchronous executor runs it now */
+        rc = b->exec(b->exec_ctx, &f->batch, f->logits);
+    }
+    uint64_t t1 = st_now_ns();
+    trace_leave(f);
+    b->fl_head = (b->fl_head + 1) % b->cfg.max_inflight;
+    b->n_fl--;
+    count_batch(b, f, f->t0, t1);
     if (rc != ST_OK) {
-        /* fail this batch's requests, keep serving the others */
-        char msg[256];
-        snprintf(msg, sizeof msg, "forward failed: %s", st_errmsg());
-        ST_ERROR("batcher: step %llu: %s", (unsigned long long)sb->step, msg);
-        for (int k = 0; k < n_seqs; k++) {
-            sched_trace_end(step_seqs[k], ST_FINISH_ERROR);
-            seq_emit_final(b, step_seqs[k], ST_FINISH_ERROR, msg);
-            sched_retire(b, step_seqs[k]);
-            b->st.requests_finished++;
-        }
-        sched_publish_stats(b);
+        fail_batch(b, f);
         return rc;
     }
-    finish_step(b, step_seqs, n_seqs, t0, t1);
+    finish_batch(b, f, f->t0, t1);
+    return ST_OK;
+}
+
+void sched_drain(st_batcher *b)
+{
+    while (b->n_fl > 0)
+        collect_oldest(b); /* a failed batch's requests got their events */
     sched_publish_stats(b);
-    return 1;
+}
+
+/* Sequences per batch: with d batches out at once, the sequences that can
+ * run are shared between d batches, so that each stage gets one. */
+static int batch_seq_cap(const st_batcher *b, int depth)
+{
+    if (depth == 1)
+        return b->cfg.max_batch_size;
+    int n = ST_MIN(b->cfg.max_batch_size, b->n_running + b->waiting.n);
+    return ST_MAX(1, (n + depth - 1) / depth);
+}
+
+int sched_step(st_batcher *b)
+{
+    drain_inbox(b);
+    if (!b->n_running && !b->waiting.head && !b->n_fl) {
+        sched_publish_stats(b);
+        return 0;
+    }
+    /* fill the pipeline: batches of sequences that are in none */
+    int depth = b->async.submit ? b->cfg.max_inflight : 1, rc = ST_OK;
+    while (b->n_fl < depth) {
+        if (!schedule(b, batch_seq_cap(b, depth)))
+            break; /* all in flight, or a preemption step (the next one admits) */
+        build_batch(b, &b->fl[(b->fl_head + b->n_fl) % b->cfg.max_inflight]);
+        if (!b->async.submit)
+            b->n_fl++; /* run by collect_oldest, below */
+        else if ((rc = submit_batch(b)) != ST_OK)
+            break;
+    }
+    if (b->n_fl) {
+        int rc2 = collect_oldest(b);
+        rc = rc ? rc : rc2;
+    }
+    sched_publish_stats(b);
+    return rc ? rc : 1;
 }
