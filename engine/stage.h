@@ -18,8 +18,13 @@ extern "C" {
 enum st_act_dtype {
     ST_ACT_F32 = 0,  /* exact: a pipeline gives the same bits as one machine */
     ST_ACT_BF16 = 1, /* half the bytes; rounding to nearest even */
+    ST_ACT_I8 = 2,   /* ~quarter the bytes: int8 with one f32 scale per token row,
+                      * for slow links; lossy. The engine never sees it: the
+                      * sender and receiver convert (sched/act_codec.h). */
 };
-size_t st_act_dtype_size(int dt); /* 4, 2, or 0 for an unknown value */
+/* 4, 2, or 0 for ST_ACT_I8 (no fixed element size) or an unknown value:
+ * the dtypes st_stage_run takes. */
+size_t st_act_dtype_size(int dt);
 
 typedef struct st_stage {
     const st_model *m;  /* borrowed; its layer range is what this stage runs */

@@ -8,15 +8,31 @@
 #include <time.h>
 
 #include "../common/st_common.h"
+#include "act_codec.h"
 
 int st_pipe_wire_dt(int act_dtype)
 {
-    return act_dtype == ST_ACT_F32 ? ST_WIRE_DT_F32 : act_dtype == ST_ACT_BF16 ? ST_WIRE_DT_BF16 : -1;
+    switch (act_dtype) {
+    case ST_ACT_F32: return ST_WIRE_DT_F32;
+    case ST_ACT_BF16: return ST_WIRE_DT_BF16;
+    case ST_ACT_I8: return ST_WIRE_DT_U8;
+    default: return -1;
+    }
 }
 
 int st_pipe_act_dt(int wire_dtype)
 {
-    return wire_dtype == ST_WIRE_DT_F32 ? ST_ACT_F32 : wire_dtype == ST_WIRE_DT_BF16 ? ST_ACT_BF16 : -1;
+    switch (wire_dtype) {
+    case ST_WIRE_DT_F32: return ST_ACT_F32;
+    case ST_WIRE_DT_BF16: return ST_ACT_BF16;
+    case ST_WIRE_DT_U8: return ST_ACT_I8;
+    default: return -1;
+    }
+}
+
+uint32_t st_pipe_wire_hidden(int act_dtype, int dim)
+{
+    return act_dtype == ST_ACT_I8 ? (uint32_t)dim + 4 : (uint32_t)dim;
 }
 
 size_t st_pipe_forward_meta_size(const st_sched_batch *sb)
@@ -145,7 +161,7 @@ int st_pipe_setup_decode(const st_wire_msg *m, st_pipe_setup *out)
         if (v[i] < 0 || (i < 7 && v[i] == 0))
             return st_err(ST_EPROTO, "pipeline: setup field %d is %d", i, v[i]);
     *out = (st_pipe_setup){v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8]};
-    if (!st_act_dtype_size(out->act_dtype))
+    if (!st_act_dtype_known(out->act_dtype))
         return st_err(ST_EPROTO, "pipeline: setup names unknown activation dtype %d", out->act_dtype);
     return ST_OK;
 }
@@ -168,7 +184,8 @@ int st_pipe_batch_decode(const st_wire_msg *m, const st_pipe_setup *su, int firs
         return st_err(ST_EPROTO, "pipeline: step %llu has %u rows / %u seqs (max %d / %d)",
                       (unsigned long long)h->step_id, h->n_tokens, h->n_seqs, su->max_tokens, su->max_seqs);
     if (first ? (h->dtype != ST_WIRE_DT_I32 || h->hidden != 1)
-              : (st_pipe_act_dt(h->dtype) != su->act_dtype || h->hidden != (uint32_t)su->dim))
+              : (st_pipe_act_dt(h->dtype) != su->act_dtype ||
+                 h->hidden != st_pipe_wire_hidden(su->act_dtype, su->dim)))
         return st_err(ST_EPROTO, "pipeline: step %llu payload is dtype %u x %u, this stage expects %s",
                       (unsigned long long)h->step_id, h->dtype, h->hidden, first ? "token ids" : "hidden states");
     int nt = (int)h->n_tokens, ns = (int)h->n_seqs;
@@ -223,6 +240,7 @@ int st_pipe_batch_decode(const st_wire_msg *m, const st_pipe_setup *su, int firs
         i++;
     }
     pb->act = NULL;
+    pb->act_len = 0;
     pb->act_dtype = su->act_dtype;
     if (first) {
         memcpy(pb->tokens, m->payload, (size_t)nt * sizeof(int32_t));
@@ -231,7 +249,12 @@ int st_pipe_batch_decode(const st_wire_msg *m, const st_pipe_setup *su, int firs
                 return st_err(ST_EPROTO, "pipeline: token id %d outside the vocabulary of %d", pb->tokens[r],
                               su->vocab);
     } else {
+        /* wire.c matched payload_len to n_tokens x hidden; this also
+         * checks the int8 scales, so a decode never yields inf or NaN */
+        if (st_act_check(m->payload, (size_t)h->payload_len, nt, su->dim, su->act_dtype))
+            return st_err(ST_EPROTO, "pipeline: step %llu: %s", (unsigned long long)h->step_id, st_errmsg());
         pb->act = m->payload;
+        pb->act_len = (size_t)h->payload_len;
     }
     pb->b = (st_batch){.n_tokens = nt, .tokens = pb->tokens, .pos = pb->pos, .n_seqs = ns, .seqs = pb->seqs};
     return ST_OK;

@@ -5,8 +5,12 @@
  *                     count, its FULL block table, sampling numbers; record
  *                     flag ST_PIPE_REC_LOGITS when its last row's logits are
  *                     wanted), payload = token ids (i32, hidden 1) for a
- *                     stage that embeds, else hidden states (f32 or bf16,
- *                     hidden = dim), n_tokens x hidden.
+ *                     stage that embeds, else hidden states in the setup's
+ *                     activation dtype (sched/act_codec.h): f32 or bf16
+ *                     with hidden = dim, or int8 as wire dtype U8 with
+ *                     hidden = dim + 4 (bytes per row: its share of the
+ *                     payload, n_tokens f32 scales then n_tokens x dim
+ *                     int8); always payload_len = st_act_bytes.
  *   FORWARD|SETUP     before any step: payload = st_pipe_setup as i32s. Each
  *                     stage checks the geometry and that its first layer is
  *                     next_layer, allocates its KV share, passes it on with
@@ -44,9 +48,13 @@ typedef struct st_pipe_setup {
 } st_pipe_setup;
 #define ST_PIPE_SETUP_N 9
 
-/* Wire dtype of an activation dtype, and back (-1 when unknown). */
+/* Wire dtype of an activation dtype, and back (-1 when unknown): f32 <->
+ * F32, bf16 <-> BF16, int8 <-> U8. */
 int st_pipe_wire_dt(int act_dtype);
 int st_pipe_act_dt(int wire_dtype);
+/* The header's `hidden` for hidden states of model width dim: dim, or
+ * dim + 4 for int8 (so that n_tokens x hidden x 1 byte = st_act_bytes). */
+uint32_t st_pipe_wire_hidden(int act_dtype, int dim);
 
 /* Header + records of a FORWARD for sb (upper bound, bytes). */
 size_t st_pipe_forward_meta_size(const st_sched_batch *sb);
@@ -81,14 +89,18 @@ typedef struct st_pipe_batch {
     int32_t *rows;           /* (n_rows,) rows whose logits are wanted, ascending */
     int n_rows;
     const void *act;         /* hidden states in the message payload, or NULL (token ids) */
+    size_t act_len;          /* its bytes (= st_act_bytes(act_dtype, n_tokens, dim)) */
     int act_dtype;
 } st_pipe_batch;
 
 void st_pipe_batch_free(st_pipe_batch *pb);
 /* Decode an accepted FORWARD against the stage's setup: at most max_tokens
  * rows and max_seqs sequences, block ids < n_blocks, tables long enough for
- * the positions, token ids < vocab (when first) or hidden == dim and the
- * setup's dtype. ST_EPROTO naming the problem otherwise. */
+ * the positions, token ids < vocab (when first) or the setup's dtype with
+ * its wire hidden and a payload st_act_check accepts (exact length; int8
+ * scales finite and >= 0). ST_EPROTO naming the problem otherwise. pb->act
+ * then points at the payload in pb->act_dtype (decode it with
+ * st_act_decode, or hand f32/bf16 straight to st_stage_run). */
 int st_pipe_batch_decode(const st_wire_msg *m, const st_pipe_setup *su, int first, st_pipe_batch *pb);
 
 /* Idle back-off for a thread polling a ring: spin, yield, then short

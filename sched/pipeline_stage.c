@@ -10,6 +10,7 @@
 #include "../common/st_common.h"
 #include "../common/trace.h"
 #include "../dataplane/poller.h"
+#include "act_codec.h"
 #include "pipeline_msg.h"
 
 #define N_OUT 4 /* output buffers: a send's memory stays untouched until its completion */
@@ -34,6 +35,7 @@ typedef struct stage_srv {
     int ready;
     st_pipe_setup su;
     st_pipe_batch pb;
+    float *conv;       /* (su.max_tokens, dim) f32 rows for int8 in or out (the engine takes f32/bf16) */
     st_pipe_stage_stats stats;
     int hist_link;     /* send-time histogram of the link downstream */
     uint64_t trace_id; /* of the FORWARD being handled (its header's), 0: untraced */
@@ -144,9 +146,11 @@ static int on_setup(stage_srv *s, const st_wire_msg *msg)
     }
     s->ready = 1;
     s->su = su;
+    free(s->conv);
+    s->conv = su.act_dtype == ST_ACT_I8 ? st_xmalloc((size_t)su.max_tokens * (size_t)c->dim * sizeof(float)) : NULL;
     ST_INFO("stage %d..%d: set up for %d KV blocks of %d, %d rows / %d seqs per step, %s activations",
             s->m->layer_start, s->m->layer_end, su.n_blocks, su.block_size, su.max_tokens, su.max_seqs,
-            su.act_dtype == ST_ACT_BF16 ? "bf16" : "f32");
+            st_act_dtype_name(su.act_dtype));
     out_buf *b;
     size_t meta;
     if ((rc = get_buf(s, 4096, &b)))
@@ -179,8 +183,20 @@ static int on_forward(stage_srv *s, const st_wire_msg *msg)
         return send_error(s, step, st_errmsg());
     }
     const st_pipe_batch *pb = &s->pb;
-    int out_dt = s->su.act_dtype;
-    size_t out_bytes = st_stage_out_bytes(&s->st, pb->b.n_tokens, pb->n_rows, out_dt);
+    int dim = s->m->cfg.dim, nt = pb->b.n_tokens;
+    /* int8 is converted here, on both sides of the engine, which runs f32 */
+    int out_dt = s->su.act_dtype, i8 = out_dt == ST_ACT_I8, run_dt = i8 ? ST_ACT_F32 : out_dt;
+    const void *in = pb->act;
+    int in_dt = pb->act_dtype;
+    if (in && in_dt == ST_ACT_I8) {
+        if ((rc = st_act_decode(s->conv, pb->act, pb->act_len, nt, dim, ST_ACT_I8))) {
+            s->stats.rejected++;
+            return send_error(s, step, st_errmsg());
+        }
+        in = s->conv;
+        in_dt = ST_ACT_F32;
+    }
+    size_t out_bytes = last(s) ? st_stage_out_bytes(&s->st, nt, pb->n_rows, out_dt) : st_act_bytes(out_dt, nt, dim);
     size_t need = st_wire_meta_size(msg->hdr.n_seqs, (uint64_t)pb->cap_tables) + out_bytes;
     out_buf *b;
     if ((rc = get_buf(s, need, &b)))
@@ -191,10 +207,15 @@ static int on_forward(stage_srv *s, const st_wire_msg *msg)
         rc = st_pipe_encode_plain(b->p, b->cap, ST_WIRE_RESULT, 0, step, ST_WIRE_DT_F32, (uint32_t)pb->n_rows,
                                   (uint32_t)s->m->cfg.vocab_size, &meta);
     else
-        rc = st_pipe_reencode_forward(b->p, b->cap, msg, st_pipe_wire_dt(out_dt), (uint32_t)s->m->cfg.dim, &meta);
+        rc = st_pipe_reencode_forward(b->p, b->cap, msg, st_pipe_wire_dt(out_dt), st_pipe_wire_hidden(out_dt, dim),
+                                      &meta);
     if (rc)
         return send_error(s, step, st_errmsg());
-    rc = st_stage_run(&s->st, &pb->b, pb->act, pb->act_dtype, pb->rows, pb->n_rows, b->p + meta, out_dt);
+    int to_conv = i8 && !last(s);
+    rc = st_stage_run(&s->st, &pb->b, in, in_dt, pb->rows, pb->n_rows, to_conv ? (void *)s->conv : b->p + meta,
+                      run_dt);
+    if (!rc && to_conv)
+        rc = st_act_encode(b->p + meta, s->conv, nt, dim, ST_ACT_I8);
     if (rc) {
         char why[512];
         snprintf(why, sizeof why, "stage %d..%d: %s", s->m->layer_start, s->m->layer_end, st_errmsg());
@@ -296,6 +317,7 @@ int st_pipe_stage_serve(st_link *in, st_link *out, const st_model *m, st_backend
     if (s->ready)
         st_stage_free(&s->st);
     st_pipe_batch_free(&s->pb);
+    free(s->conv);
     for (int i = 0; i < N_OUT; i++)
         free(s->ob[i].p);
     free(s);

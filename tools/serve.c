@@ -36,7 +36,10 @@ static const char usage[] =
     "      --listen H:P                  data-plane address to listen on (shm: a socket path or @name)\n"
     "      --next H:P                    the next stage (the head, from the last stage)\n"
     "      --transport T                 tcp | shm (default tcp)\n"
-    "      --act-dtype D                 f32 | bf16 hidden states on the wire (head; default f32, exact)\n"
+    "      --activation-compression C    none | bf16 | int8 hidden states on the wire (head; default none:\n"
+    "                                    f32, exact; bf16 halves the bytes; int8, one scale per token,\n"
+    "                                    about quarters them for slow links and is lossy)\n"
+    "      --act-dtype D                 f32 | bf16 | int8: the same choice by dtype name\n"
     "  -t, --threads N                   CPU threads (default: all cores)\n"
     "      --device D                    auto | cpu | cuda | cuda:N (default auto)\n"
     "  head only:\n"
@@ -50,7 +53,7 @@ static const char usage[] =
     "  -h, --help                        this help\n";
 
 enum { O_START = 256, O_END, O_LISTEN, O_NEXT, O_TRANSPORT, O_ACT, O_DEVICE, O_HOST, O_PORT, O_MAXTOK, O_MAXBS,
-       O_KVB, O_CTX, O_NAME };
+       O_KVB, O_CTX, O_NAME, O_COMPRESS };
 
 /* A non-head stage: accept the upstream, connect downstream, serve; again
  * when the upstream leaves, until a signal. */
@@ -90,7 +93,7 @@ int st_cmd_serve(int argc, char **argv)
     static const struct option lo[] = {
         {"model-path", 1, 0, 'm'}, {"start-layer", 1, 0, O_START}, {"end-layer", 1, 0, O_END},
         {"listen", 1, 0, O_LISTEN}, {"next", 1, 0, O_NEXT}, {"transport", 1, 0, O_TRANSPORT},
-        {"act-dtype", 1, 0, O_ACT}, {"threads", 1, 0, 't'}, {"device", 1, 0, O_DEVICE}, {"host", 1, 0, O_HOST},
+        {"act-dtype", 1, 0, O_ACT}, {"activation-compression", 1, 0, O_COMPRESS}, {"threads", 1, 0, 't'}, {"device", 1, 0, O_DEVICE}, {"host", 1, 0, O_HOST},
         {"port", 1, 0, O_PORT}, {"max-num-tokens-per-batch", 1, 0, O_MAXTOK}, {"max-batch-size", 1, 0, O_MAXBS},
         {"kv-blocks", 1, 0, O_KVB}, {"ctx", 1, 0, O_CTX}, {"served-model-name", 1, 0, O_NAME},
         {"verbose", 0, 0, 'v'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0},
@@ -114,7 +117,14 @@ int st_cmd_serve(int argc, char **argv)
         case O_ACT:
             if (!strcmp(optarg, "f32")) act = ST_ACT_F32;
             else if (!strcmp(optarg, "bf16")) act = ST_ACT_BF16;
-            else bad = st_opt_usage_error(V, "--act-dtype takes f32 or bf16");
+            else if (!strcmp(optarg, "int8")) act = ST_ACT_I8;
+            else bad = st_opt_usage_error(V, "--act-dtype takes f32, bf16 or int8");
+            break;
+        case O_COMPRESS:
+            if (!strcmp(optarg, "none")) act = ST_ACT_F32;
+            else if (!strcmp(optarg, "bf16")) act = ST_ACT_BF16;
+            else if (!strcmp(optarg, "int8")) act = ST_ACT_I8;
+            else bad = st_opt_usage_error(V, "--activation-compression takes none, bf16 or int8");
             break;
         case O_DEVICE: device = optarg; break;
         case O_HOST: hc.host = optarg; break;
