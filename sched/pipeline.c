@@ -11,17 +11,28 @@
 #include "../dataplane/poller.h"
 #include "pipeline_msg.h"
 
+/* One batch out: its FORWARD's memory (untouched until the send completes)
+ * and what its RESULT must match. */
+typedef struct pipe_slot {
+    uint8_t *buf;             /* (cap,) the FORWARD */
+    size_t cap;
+    int busy;                 /* buf's send completion not yet reaped */
+    int sent;                 /* its FORWARD is out, its RESULT not yet taken */
+    uint64_t step;            /* step id of that FORWARD */
+    uint64_t t_posted;        /* ns: buf handed to the link (trace) */
+    uint64_t t_done;          /* ns: its send completion reaped */
+    size_t bytes;             /* FORWARD length (trace) */
+    uint64_t traced, tstep;   /* the batcher's trace id and step at submit (0: untraced) */
+    uint32_t tpipe;
+} pipe_slot;
+
 struct st_pipeline {
     st_pipeline_config c;
     st_model_config mc;       /* the whole model's geometry */
     st_poller *pn, *pb;       /* cores driving c.next and c.back */
     st_stage local;           /* the head's own layers, when c.local */
-    uint8_t *buf;             /* (cap,) the message in flight; untouched until its completion */
-    size_t cap;
-    int busy;                 /* buf's completion not yet reaped */
+    pipe_slot slot[ST_BATCHER_MAX_INFLIGHT]; /* batches out; slot 0 also carries the setup */
     uint64_t step;            /* step id of the last FORWARD sent */
-    uint64_t t_posted;        /* ns: buf handed to the link (trace) */
-    uint64_t t_done;          /* ns: its send completion reaped */
     int hist_link;            /* send-time histogram of the link to the first stage */
     int err;                  /* sticky: the pipeline is down */
     char why[512];
@@ -39,18 +50,20 @@ static int down(st_pipeline *p, int rc, const char *fmt, const char *detail)
     return st_err(p->err, "pipeline down: %s", p->why);
 }
 
-/* Check both links and reap send completions. ST_OK while healthy. */
+/* Check both links and reap send completions (cookie = slot). ST_OK while
+ * healthy. */
 static int check_links(st_pipeline *p)
 {
     st_completion c[8];
     int n;
     while ((n = st_poller_poll_cq(p->pn, c, 8)) > 0)
         for (int i = 0; i < n; i++) {
-            if (p->busy) {
-                p->t_done = st_now_ns();
-                st_trace_observe(p->hist_link, p->t_done - p->t_posted);
+            if (c[i].cookie < ST_BATCHER_MAX_INFLIGHT && p->slot[c[i].cookie].busy) {
+                pipe_slot *s = &p->slot[c[i].cookie];
+                s->t_done = st_now_ns();
+                st_trace_observe(p->hist_link, s->t_done - s->t_posted);
+                s->busy = 0;
             }
-            p->busy = 0;
             if (c[i].status)
                 return down(p, c[i].status, "link to the first stage failed: %s", st_link_errmsg(p->c.next));
         }
@@ -61,13 +74,15 @@ static int check_links(st_pipeline *p)
     return ST_OK;
 }
 
-static int send_buf(st_pipeline *p, size_t len)
+static int send_buf(st_pipeline *p, int slot, size_t len)
 {
-    st_iov iov = {p->buf, len, NULL};
+    pipe_slot *s = &p->slot[slot];
+    st_iov iov = {s->buf, len, NULL};
     int idle = 0, rc;
-    p->busy = 1;
-    p->t_posted = st_now_ns();
-    while ((rc = st_poller_send(p->pn, &iov, 1, 0)) == ST_EAGAIN) {
+    s->busy = 1;
+    s->bytes = len;
+    s->t_posted = st_now_ns();
+    while ((rc = st_poller_send(p->pn, &iov, 1, (uint64_t)slot)) == ST_EAGAIN) {
         if ((rc = check_links(p)))
             return rc;
         st_pipe_backoff(&idle);
@@ -77,16 +92,29 @@ static int send_buf(st_pipeline *p, size_t len)
     return ST_OK;
 }
 
-/* Wait for the answer to the message in flight (and its completion);
+/* Wait until slot's send completion is reaped (its memory may be reused). */
+static int wait_sent(st_pipeline *p, int slot)
+{
+    int idle = 0, rc;
+    while (p->slot[slot].busy) {
+        if ((rc = check_links(p)))
+            return rc;
+        st_pipe_backoff(&idle);
+    }
+    return ST_OK;
+}
+
+/* Wait for the next reply from the last stage (it answers the oldest
+ * FORWARD out, which is in `slot`) and that FORWARD's send completion;
  * timeout_ms < 0: no limit beyond the links' own liveness checks. */
-static int wait_reply(st_pipeline *p, st_msg *raw, int timeout_ms)
+static int wait_reply(st_pipeline *p, int slot, st_msg *raw, int timeout_ms)
 {
     uint64_t deadline = timeout_ms < 0 ? 0 : st_now_ns() + (uint64_t)timeout_ms * 1000000ull;
     int idle = 0, got = 0, rc;
     for (;;) {
         if (!got && st_poller_recv(p->pb, raw) == ST_OK)
             got = 1, idle = 0;
-        if (got && !p->busy)
+        if (got && !p->slot[slot].busy)
             return ST_OK;
         if ((rc = check_links(p)))
             return rc;
@@ -106,12 +134,12 @@ static void release(st_pipeline *p, const st_msg *raw)
         st_pipe_backoff(&idle);
 }
 
-static void grow(st_pipeline *p, size_t need)
+static void grow(pipe_slot *s, size_t need)
 {
-    if (need > p->cap) {
-        free(p->buf);
-        p->buf = st_xaligned(need);
-        p->cap = need;
+    if (need > s->cap) {
+        free(s->buf);
+        s->buf = st_xaligned(need);
+        s->cap = need;
     }
 }
 
@@ -169,15 +197,16 @@ int st_pipeline_create(const st_pipeline_config *cfg, st_pipeline **out)
     }
     /* the setup round trip */
     size_t meta;
-    grow(p, 4096);
-    st_pipe_encode_plain(p->buf, p->cap, ST_WIRE_FORWARD, ST_PIPE_F_SETUP, 0, ST_WIRE_DT_I32, 1, ST_PIPE_SETUP_N,
+    pipe_slot *s0 = &p->slot[0];
+    grow(s0, 4096);
+    st_pipe_encode_plain(s0->buf, s0->cap, ST_WIRE_FORWARD, ST_PIPE_F_SETUP, 0, ST_WIRE_DT_I32, 1, ST_PIPE_SETUP_N,
                          &meta);
     int32_t v[ST_PIPE_SETUP_N] = {p->mc.n_layers, p->mc.dim, p->mc.vocab_size, c.n_blocks, c.block_size,
                                   c.max_tokens, c.max_seqs, c.act_dtype, c.local ? c.local->layer_end : 0};
-    memcpy(p->buf + meta, v, sizeof v);
+    memcpy(s0->buf + meta, v, sizeof v);
     st_msg raw;
     st_wire_msg msg;
-    if ((rc = send_buf(p, meta + sizeof v)) || (rc = wait_reply(p, &raw, c.setup_timeout_ms))) {
+    if ((rc = send_buf(p, 0, meta + sizeof v)) || (rc = wait_reply(p, 0, &raw, c.setup_timeout_ms))) {
         st_pipeline_destroy(p);
         return rc;
     }
@@ -206,7 +235,8 @@ void st_pipeline_destroy(st_pipeline *p)
         st_poller_stop(p->pb);
     if (p->c.local)
         st_stage_free(&p->local);
-    free(p->buf);
+    for (int i = 0; i < ST_BATCHER_MAX_INFLIGHT; i++)
+        free(p->slot[i].buf);
     free(p);
 }
 
@@ -225,52 +255,70 @@ static void stamp_trace_id(uint8_t *msg, size_t meta_len, uint64_t trace_id)
         msg[8 + i] = (uint8_t)(c >> (8 * i));
 }
 
-int st_pipeline_exec(void *ctx, const st_sched_batch *sb, float *logits)
+int st_pipeline_submit(void *ctx, const st_sched_batch *sb, int slot)
 {
     st_pipeline *p = ctx;
     if (p->err)
         return st_err(p->err, "pipeline down: %s", p->why);
-    int rc, idle = 0;
-    while (p->busy) { /* the previous message's completion (normally reaped already) */
-        if ((rc = check_links(p)))
-            return rc;
-        st_pipe_backoff(&idle);
-    }
+    if (slot < 0 || slot >= ST_BATCHER_MAX_INFLIGHT || p->slot[slot].sent)
+        return st_err(ST_EINVAL, "pipeline: slot %d is not free for a new batch", slot);
+    pipe_slot *s = &p->slot[slot];
+    int rc;
+    if ((rc = wait_sent(p, slot))) /* its last FORWARD's completion (normally reaped already) */
+        return rc;
     int local = p->c.local != NULL;
     int wire_dt = local ? st_pipe_wire_dt(p->c.act_dtype) : ST_WIRE_DT_I32;
     uint32_t hidden = local ? (uint32_t)p->mc.dim : 1;
     size_t payload = (size_t)sb->b.n_tokens * hidden * st_wire_dtype_size(wire_dt);
-    grow(p, st_pipe_forward_meta_size(sb) + payload);
-    uint64_t step = ++p->step;
+    grow(s, st_pipe_forward_meta_size(sb) + payload);
+    uint64_t step = p->step + 1;
     size_t meta;
-    if ((rc = st_pipe_encode_forward(p->buf, p->cap, sb, step, wire_dt, hidden, &meta)))
+    if ((rc = st_pipe_encode_forward(s->buf, s->cap, sb, step, wire_dt, hidden, &meta)))
         return rc;
     /* a traced step (the batcher says so) carries its trace id to every stage */
-    uint64_t traced = st_trace_current(), tstep;
-    uint32_t tpipe;
-    st_trace_current_step(&tstep, &tpipe);
-    if (traced)
-        stamp_trace_id(p->buf, meta, traced);
+    s->traced = st_trace_current();
+    st_trace_current_step(&s->tstep, &s->tpipe);
+    if (s->traced)
+        stamp_trace_id(s->buf, meta, s->traced);
     if (local) {
-        uint64_t t0 = traced ? st_now_ns() : 0;
-        if ((rc = st_stage_run(&p->local, &sb->b, NULL, 0, NULL, 0, p->buf + meta, p->c.act_dtype)))
+        uint64_t t0 = s->traced ? st_now_ns() : 0;
+        if ((rc = st_stage_run(&p->local, &sb->b, NULL, 0, NULL, 0, s->buf + meta, p->c.act_dtype)))
             return rc;
-        st_trace_step_span(traced, ST_TK_STAGE, tstep, tpipe, 0, t0, traced ? st_now_ns() : 0,
+        st_trace_step_span(s->traced, ST_TK_STAGE, s->tstep, s->tpipe, 0, t0, s->traced ? st_now_ns() : 0,
                            (uint32_t)sb->b.n_tokens, (uint32_t)sb->b.n_seqs, 0);
     } else {
-        memcpy(p->buf + meta, sb->b.tokens, payload);
+        memcpy(s->buf + meta, sb->b.tokens, payload);
     }
+    if ((rc = send_buf(p, slot, meta + payload)))
+        return rc;
+    p->step = step;
+    s->step = step;
+    s->sent = 1;
+    return ST_OK;
+}
+
+int st_pipeline_collect(void *ctx, const st_sched_batch *sb, int slot, float *logits)
+{
+    st_pipeline *p = ctx;
+    if (slot < 0 || slot >= ST_BATCHER_MAX_INFLIGHT || !p->slot[slot].sent)
+        return st_err(ST_EINVAL, "pipeline: no batch out in slot %d", slot);
+    pipe_slot *s = &p->slot[slot];
+    s->sent = 0;
+    if (p->err)
+        return st_err(p->err, "pipeline down: %s", p->why);
     st_msg raw;
     st_wire_msg msg;
-    if ((rc = send_buf(p, meta + payload)) || (rc = wait_reply(p, &raw, -1)))
+    int rc = wait_reply(p, slot, &raw, -1);
+    if (rc)
         return rc;
-    if (traced) { /* the send to the first stage, then the wait for the last one's reply */
+    if (s->traced) { /* the send to the first stage, then the wait for the last one's reply */
         uint64_t now = st_now_ns();
-        st_trace_step_span(traced, ST_TK_HOP_SEND, tstep, tpipe, -1, p->t_posted, p->t_done, (uint32_t)sb->b.n_tokens,
-                           (uint32_t)sb->b.n_seqs, meta + payload);
-        st_trace_step_span(traced, ST_TK_HOP_RECV, tstep, tpipe, -1, p->t_posted, now, (uint32_t)sb->n_logit_rows,
-                           (uint32_t)sb->b.n_seqs, raw.len);
+        st_trace_step_span(s->traced, ST_TK_HOP_SEND, s->tstep, s->tpipe, -1, s->t_posted, s->t_done,
+                           (uint32_t)sb->b.n_tokens, (uint32_t)sb->b.n_seqs, s->bytes);
+        st_trace_step_span(s->traced, ST_TK_HOP_RECV, s->tstep, s->tpipe, -1, s->t_posted, now,
+                           (uint32_t)sb->n_logit_rows, (uint32_t)sb->b.n_seqs, raw.len);
     }
+    uint64_t step = s->step;
     rc = check_reply(p, &raw, step, &msg);
     if (!rc && (msg.hdr.dtype != ST_WIRE_DT_F32 || msg.hdr.n_tokens != (uint32_t)sb->n_logit_rows ||
                 msg.hdr.hidden != (uint32_t)p->mc.vocab_size))
@@ -281,4 +329,15 @@ int st_pipeline_exec(void *ctx, const st_sched_batch *sb, float *logits)
         memcpy(logits, msg.payload, (size_t)msg.hdr.payload_len);
     release(p, &raw);
     return rc;
+}
+
+int st_pipeline_exec(void *ctx, const st_sched_batch *sb, float *logits)
+{
+    int rc = st_pipeline_submit(ctx, sb, 0);
+    return rc ? rc : st_pipeline_collect(ctx, sb, 0, logits);
+}
+
+st_batch_async_exec st_pipeline_async_exec(st_pipeline *p)
+{
+    return (st_batch_async_exec){.submit = st_pipeline_submit, .collect = st_pipeline_collect, .ctx = p};
 }

@@ -8,16 +8,23 @@
  *   head (batcher, layers [0,k)) --next--> stage [k,j) --> ... --> stage [i,n) --back--> head
  *
  * The batcher decides every block table; the stages allocate the same KV
- * geometry at setup and never run an allocator. One batch is in flight at
- * a time. When a stage dies or the link breaks, the step in flight and
- * every later one fail at once with an error naming the link; a stage's
- * error for one step fails that step only. */
+ * geometry at setup and never run an allocator. As an asynchronous
+ * executor (st_pipeline_async_exec) it keeps up to ST_BATCHER_MAX_INFLIGHT
+ * batches out: submit runs the head's layers and sends the FORWARD, collect
+ * waits for its RESULT; the stages answer in order, so RESULTs are matched
+ * to batches by order (and their step ids checked). With the batcher's
+ * max_inflight = the number of stages (the head counts when it holds
+ * layers), each stage computes one batch while the others compute theirs.
+ * When a stage dies or the link breaks, the steps out and every later one
+ * fail at once with an error naming the link; a stage's error for one step
+ * fails that step only. */
 #ifndef ST_PIPELINE_H
 #define ST_PIPELINE_H
 
 #include "../dataplane/transport.h"
 #include "../engine/model.h"
 #include "batch.h"
+#include "batcher.h"
 
 typedef struct st_pipeline_config {
     const st_model *local;   /* the head's layers [0,k) (k < n_layers), or NULL */
@@ -40,7 +47,16 @@ typedef struct st_pipeline st_pipeline;
 int st_pipeline_create(const st_pipeline_config *c, st_pipeline **out);
 void st_pipeline_destroy(st_pipeline *p);
 
-/* st_batch_executor: ctx is the st_pipeline. */
+/* st_batch_async_exec (ctx is the st_pipeline): submit encodes sb, runs the
+ * head's layers on it and sends it; collect waits for that batch's logits
+ * (batches are collected in the order they were submitted). slot in
+ * [0, ST_BATCHER_MAX_INFLIGHT). */
+int st_pipeline_submit(void *ctx, const struct st_sched_batch *sb, int slot);
+int st_pipeline_collect(void *ctx, const struct st_sched_batch *sb, int slot, float *logits);
+/* {st_pipeline_submit, st_pipeline_collect, p}, for st_batcher_set_async_executor. */
+st_batch_async_exec st_pipeline_async_exec(st_pipeline *p);
+
+/* st_batch_executor (one batch at a time): submit then collect, in slot 0. */
 int st_pipeline_exec(void *ctx, const struct st_sched_batch *sb, float *logits);
 
 /* 0 while healthy, else the error that took the pipeline down. */

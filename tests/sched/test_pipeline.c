@@ -1,6 +1,6 @@
 /* A manual pipeline inside one process: the head's batcher runs layers
- * [0,k) and the pipeline executor, stages run on threads behind real tcp
- * and shm links. The head's batcher is external_exec: it must allocate no
+ * [0,k) and the pipeline executor (one batch at a time, or one per stage in
+ * flight), stages run on threads behind real tcp and shm links. The head's batcher is external_exec: it must allocate no
  * KV cache of its own. Greedy tokens of several concurrent requests must be
  * IDENTICAL to the single-machine batcher; a stage that goes away fails the
  * requests with an error instead of hanging; malformed messages are
@@ -71,8 +71,10 @@ typedef struct pipe_rig {
 
 /* cuts[0]: the head's layers [0, cuts[0]) (0: none, the first stage embeds);
  * stage i holds [cuts[i], cuts[i+1]) and the last one runs to the end. */
+/* depth 0: the synchronous executor (st_pipeline_exec); else the asynchronous
+ * one with up to `depth` batches in flight. */
 static int rig_up(pipe_rig *r, const char *path, const char *transport, const int *cuts, int n_stages, int act_dt,
-                  int n_blocks)
+                  int n_blocks, int depth)
 {
     memset(r, 0, sizeof *r);
     r->n_stages = n_stages;
@@ -105,6 +107,7 @@ static int rig_up(pipe_rig *r, const char *path, const char *transport, const in
     bc.max_batch_size = 8;
     bc.max_num_tokens_per_batch = 64;
     bc.external_exec = 1; /* the pipeline holds the KV and activations */
+    bc.max_inflight = depth ? depth : 1;
     if (st_batcher_create(r->head, r->be, &bc, &r->b) != ST_OK)
         return st_err(ST_EINVAL, "batcher: %s", st_errmsg());
     CHECKF(st_batcher_local_kv_bytes(r->b) == 0, "external_exec batcher allocated %zu KV bytes",
@@ -118,7 +121,12 @@ static int rig_up(pipe_rig *r, const char *path, const char *transport, const in
     int rc = st_pipeline_create(&pc, &r->p);
     if (rc)
         return rc;
-    st_batcher_set_executor(r->b, st_pipeline_exec, r->p);
+    if (depth) {
+        st_batch_async_exec x = st_pipeline_async_exec(r->p);
+        st_batcher_set_async_executor(r->b, &x);
+    } else {
+        st_batcher_set_executor(r->b, st_pipeline_exec, r->p);
+    }
     return ST_OK;
 }
 
@@ -159,8 +167,9 @@ static void make_prompts(int vocab)
     }
 }
 
-/* Submit all requests at once and run until idle; tokens into res. */
-static void run_all(st_batcher *b, bu_result *res)
+/* Submit all requests at once and step until idle; tokens into res.
+ * Returns the most batches that were in flight between steps. */
+static int run_all(st_batcher *b, bu_result *res)
 {
     for (int i = 0; i < NREQ; i++) {
         bu_result_init(&res[i]);
@@ -174,7 +183,11 @@ static void run_all(st_batcher *b, bu_result *res)
         uint64_t id;
         CHECK(st_batcher_submit(b, &q, &id) == ST_OK);
     }
-    CHECK(st_batcher_run_until_idle(b) == ST_OK);
+    int rc, most = 0;
+    while ((rc = st_batcher_step(b)) > 0)
+        most = ST_MAX(most, st_batcher_inflight(b));
+    CHECKF(rc == 0, "step: %s", st_errmsg());
+    return most;
 }
 
 static void reference(const char *path, bu_result *ref)
@@ -203,22 +216,25 @@ static void reference(const char *path, bu_result *ref)
 }
 
 static void check_identical(const char *path, const char *transport, const int *cuts, int n_stages, int act_dt,
-                            const bu_result *ref)
+                            const bu_result *ref, int depth)
 {
     pipe_rig r;
-    int rc = rig_up(&r, path, transport, cuts, n_stages, act_dt, 64);
+    int rc = rig_up(&r, path, transport, cuts, n_stages, act_dt, 64, depth);
     CHECKF(rc == ST_OK, "%s %d-stage pipeline setup: %s", transport, n_stages + 1, st_errmsg());
     if (rc == ST_OK) {
         bu_result got[NREQ];
-        run_all(r.b, got);
+        int most = run_all(r.b, got);
+        /* between steps, depth - 1 batches stay out while there are enough sequences */
+        CHECKF(most == ST_MAX(depth, 1) - 1, "%s depth %d: at most %d batches stayed in flight", transport, depth,
+               most);
         int differ = 0;
         for (int i = 0; i < NREQ; i++) {
             CHECK(got[i].n_final == 1 && got[i].finish == ST_FINISH_LENGTH);
             if (act_dt == ST_ACT_F32 && !bu_same_tokens(&got[i], &ref[i]))
                 differ++;
         }
-        CHECKF(differ == 0, "%s, %d stages after the head: %d of %d requests differ from one machine", transport,
-               n_stages, differ, NREQ);
+        CHECKF(differ == 0, "%s, %d stages after the head, %d in flight: %d of %d requests differ from one machine",
+               transport, n_stages, depth, differ, NREQ);
         CHECK(st_pipeline_error(r.p) == 0);
     }
     rig_down(&r);
@@ -289,7 +305,7 @@ static void on_event(const st_batcher_event *ev, void *user)
 static void check_stage_death(const char *path, const char *transport, const int *cuts)
 {
     pipe_rig r;
-    CHECK(rig_up(&r, path, transport, cuts, 2, ST_ACT_F32, 64) == ST_OK);
+    CHECK(rig_up(&r, path, transport, cuts, 2, ST_ACT_F32, 64, 3) == ST_OK); /* a batch on every stage */
     static wait_cb w;
     memset(&w, 0, sizeof w);
     pthread_mutex_init(&w.mu, NULL);
@@ -478,11 +494,15 @@ static void run_model(const char *path, const char *name)
     int two[1] = {n / 2}, three[2] = {n / 3, (2 * n) / 3};
     if (n < 3) /* a head without layers, then one stage per layer */
         three[0] = 0, three[1] = 1;
-    check_identical(path, "tcp", two, 1, ST_ACT_F32, ref);
-    check_identical(path, "shm", two, 1, ST_ACT_F32, ref);
-    check_identical(path, "tcp", three, 2, ST_ACT_F32, ref);
-    check_identical(path, "shm", three, 2, ST_ACT_F32, ref);
-    check_identical(path, "shm", two, 1, ST_ACT_BF16, ref); /* runs; tokens may differ */
+    check_identical(path, "tcp", two, 1, ST_ACT_F32, ref, 0);
+    check_identical(path, "shm", two, 1, ST_ACT_F32, ref, 0);
+    check_identical(path, "tcp", three, 2, ST_ACT_F32, ref, 0);
+    check_identical(path, "shm", three, 2, ST_ACT_F32, ref, 0);
+    check_identical(path, "shm", two, 1, ST_ACT_BF16, ref, 0); /* runs; tokens may differ */
+    /* pipelined: a batch per stage in flight, the same tokens */
+    check_identical(path, "shm", two, 1, ST_ACT_F32, ref, 2);
+    check_identical(path, "tcp", two, 1, ST_ACT_F32, ref, 2);
+    check_identical(path, "shm", three, 2, ST_ACT_F32, ref, 3);
 }
 
 int main(void)
