@@ -3,7 +3,9 @@
 # [0,k), the batcher and the API) and for a second stage ([k,n)), over tcp
 # and then shm on 127.0.0.1. Greedy completions of several concurrent
 # requests must equal `strait run` on one machine; when the second stage is
-# killed, a request fails with an error instead of hanging.
+# killed, a request fails with an error instead of hanging. With
+# --activation-compression int8 (lossy) the first token of every prompt
+# must still equal one machine's, and the stage must report int8 hidden states.
 #   test_pipeline.sh path/to/strait
 # Skips (77) when the default model is not cached or curl is missing.
 set -uo pipefail
@@ -38,11 +40,12 @@ api_port() {
 }
 
 PROMPTS=("The capital of France is" "Once upon a time, in a small village," "def fibonacci(n):" "1, 2, 3, 4,")
-# Send every prompt at once (temperature 0); texts into $1.N.
+# Send every prompt at once (temperature 0, $MAXTOK tokens); texts into $2.N.
+MAXTOK=24
 complete_all() {
   local u=$1 out=$2 i=0 pids=()
   for p in "${PROMPTS[@]}"; do
-    body=$("$PY" -c 'import json,sys; print(json.dumps({"model":"m","prompt":sys.argv[1],"max_tokens":24,"temperature":0}))' "$p")
+    body=$("$PY" -c 'import json,sys; print(json.dumps({"model":"m","prompt":sys.argv[1],"max_tokens":int(sys.argv[2]),"temperature":0}))' "$p" "$MAXTOK")
     curl -s -m 120 -H 'Content-Type: application/json' -d "$body" "$u/v1/completions" -o "$out.$i" &
     pids+=($!)
     i=$((i + 1))
@@ -67,6 +70,7 @@ PIDS+=($RUN)
 PORT=$(api_port "$TMP/run.log" $RUN)
 [ -n "$PORT" ] || { echo "FAIL: strait run did not start:"; cat "$TMP/run.log"; exit 1; }
 complete_all "http://127.0.0.1:$PORT" "$TMP/one"
+MAXTOK=1 complete_all "http://127.0.0.1:$PORT" "$TMP/one1"
 kill -TERM $RUN; wait $RUN 2>/dev/null
 
 # ---- two stages --------------------------------------------------------------------------
@@ -115,6 +119,42 @@ for transport in tcp shm; do
   [ $((t1 - t0)) -lt 30 ] && ok || bad "$transport: failing took $((t1 - t0)) s"
   kill -TERM $HD; wait $HD 2>/dev/null
 done
+
+# ---- two stages, int8 hidden states --------------------------------------------------------
+base=$((20000 + RANDOM % 20000))
+S2=127.0.0.1:$base; HEAD=127.0.0.1:$((base + 1))
+"$STRAIT" serve --model-path "$MODEL" --start-layer $CUT --end-layer -1 --listen $S2 --next $HEAD -t 1 \
+  >"$TMP/s2.int8.log" 2>&1 &
+ST2=$!
+PIDS+=($ST2)
+"$STRAIT" serve --model-path "$MODEL" --start-layer 0 --end-layer $CUT --listen $HEAD --next $S2 \
+  --activation-compression int8 --host 127.0.0.1 --port 0 "${COMMON[@]}" >"$TMP/head.int8.log" 2>&1 &
+HD=$!
+PIDS+=($HD)
+PORT=$(api_port "$TMP/head.int8.log" $HD)
+if [ -z "$PORT" ] && grep -q "unknown activation dtype" "$TMP/head.int8.log"; then
+  # the head's send path (sched/pipeline.c) does not encode int8 yet; the
+  # stage side is covered by tests/sched/test_act_codec.c
+  echo "SKIP int8: this head refuses int8 activations: $(grep -m1 'unknown activation dtype' "$TMP/head.int8.log")"
+elif [ -z "$PORT" ]; then
+  bad "int8: the head did not start"; cat "$TMP/head.int8.log" "$TMP/s2.int8.log"
+else
+  MAXTOK=1 complete_all "http://127.0.0.1:$PORT" "$TMP/int8.1"
+  complete_all "http://127.0.0.1:$PORT" "$TMP/int8"
+  same1=1 same=0
+  for i in "${!PROMPTS[@]}"; do
+    if [ -s "$TMP/one1.$i.txt" ] && cmp -s "$TMP/one1.$i.txt" "$TMP/int8.1.$i.txt"; then :; else
+      same1=0
+      echo "int8: prompt $i: first token \"$(cat "$TMP/one1.$i.txt")\" on one machine, \"$(cat "$TMP/int8.1.$i.txt" 2>/dev/null)\" with int8"
+    fi
+    [ -s "$TMP/int8.$i.txt" ] || bad "int8: prompt $i: no completion"
+    cmp -s "$TMP/one.$i.txt" "$TMP/int8.$i.txt" && same=$((same + 1))
+  done
+  if [ $same1 = 1 ]; then ok; else bad "int8: a first token differs from strait run"; fi
+  echo "int8: $same of ${#PROMPTS[@]} completions of $MAXTOK tokens equal one machine's (lossy: not required)"
+  if grep -q "int8 activations" "$TMP/s2.int8.log"; then ok; else bad "int8: the stage was not set up for int8"; fi
+fi
+kill -TERM $HD $ST2 2>/dev/null; wait $HD $ST2 2>/dev/null
 
 echo "pipeline: $pass passed, $fail failed"
 [ $fail = 0 ]
