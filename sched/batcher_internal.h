@@ -73,7 +73,7 @@ struct st_batcher {
     st_fwd_ctx fwd;
     st_kv_blocks *kb;
     int watermark;                /* blocks admission leaves free while others run (1%, >= 1) */
-    st_batch_executor exec;       /* runs a batch (default: exec_local); NULL when async is set */
+    st_batch_executor exec;       /* runs a batch (default: the local forward); NULL when async is set */
     st_batch_async_exec async;    /* submit/collect when set (async.submit != NULL) */
     uint32_t trace_pipe;          /* this batcher in step trace records */
     void *exec_ctx;
@@ -132,6 +132,12 @@ static inline void sched_trace_end(const seq *s, st_finish_reason why)
 }
 
 /* sched_step.c */
+/* The default executor (the old private name of st_batcher_exec_local,
+ * kept for tests that include this header). */
+static inline int exec_local(void *ctx, const st_sched_batch *sb, float *logits)
+{
+    return st_batcher_exec_local(ctx, sb, logits);
+}
 int sched_step(st_batcher *b);
 /* Collect every outstanding batch and hand out its results (before a
  * stop, an abort of everything, or a change of executor). */

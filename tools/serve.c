@@ -48,12 +48,14 @@ static const char usage[] =
     "      --max-batch-size N            sequences at once (default 16)\n"
     "      --kv-blocks N                 KV blocks of 16 tokens on every stage (default: from free memory)\n"
     "      --ctx N                       context length per sequence\n"
+    "      --max-inflight N              batches in flight on the pipeline, one per stage (default 2:\n"
+    "                                    the head and one more; 1: one batch at a time)\n"
     "      --served-model-name NAME      the \"model\" reported by the API\n"
     "  -v, --verbose                     debug logging\n"
     "  -h, --help                        this help\n";
 
 enum { O_START = 256, O_END, O_LISTEN, O_NEXT, O_TRANSPORT, O_ACT, O_DEVICE, O_HOST, O_PORT, O_MAXTOK, O_MAXBS,
-       O_KVB, O_CTX, O_NAME, O_COMPRESS };
+       O_KVB, O_CTX, O_NAME, O_COMPRESS, O_INFLIGHT };
 
 /* A non-head stage: accept the upstream, connect downstream, serve; again
  * when the upstream leaves, until a signal. */
@@ -95,12 +97,13 @@ int st_cmd_serve(int argc, char **argv)
         {"listen", 1, 0, O_LISTEN}, {"next", 1, 0, O_NEXT}, {"transport", 1, 0, O_TRANSPORT},
         {"act-dtype", 1, 0, O_ACT}, {"activation-compression", 1, 0, O_COMPRESS}, {"threads", 1, 0, 't'}, {"device", 1, 0, O_DEVICE}, {"host", 1, 0, O_HOST},
         {"port", 1, 0, O_PORT}, {"max-num-tokens-per-batch", 1, 0, O_MAXTOK}, {"max-batch-size", 1, 0, O_MAXBS},
-        {"kv-blocks", 1, 0, O_KVB}, {"ctx", 1, 0, O_CTX}, {"served-model-name", 1, 0, O_NAME},
+        {"kv-blocks", 1, 0, O_KVB}, {"ctx", 1, 0, O_CTX}, {"max-inflight", 1, 0, O_INFLIGHT}, {"served-model-name", 1, 0, O_NAME},
         {"verbose", 0, 0, 'v'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0},
     };
     const char *V = "serve", *model = NULL, *device = NULL, *listen = NULL, *next = NULL, *transport = "tcp";
     st_http_server_config hc = st_cli_api_config_default();
     st_batcher_config bc = st_batcher_config_default();
+    bc.max_inflight = 2; /* a pipeline has the head and at least one more stage (a whole model ignores it) */
     int start = -1, end = -1, threads = 0, act = ST_ACT_F32, c, bad = 0;
     opterr = 0;
     optind = 1;
@@ -134,6 +137,7 @@ int st_cmd_serve(int argc, char **argv)
         case O_KVB: bad = st_opt_int(V, "kv-blocks", optarg, 1, 1 << 28, &bc.n_blocks); break;
         case O_CTX: bad = st_opt_int(V, "ctx", optarg, 16, 1 << 22, &bc.max_ctx); break;
         case O_NAME: hc.model_name = optarg; break;
+        case O_INFLIGHT: bad = st_opt_int(V, "max-inflight", optarg, 1, ST_BATCHER_MAX_INFLIGHT, &bc.max_inflight); break;
         case 'h': fputs(usage, stdout); return 0;
         case ':': return st_cli_missing_value(V, argv, optopt);
         default: return st_cli_unknown_option(V, argv, optopt);
@@ -215,7 +219,8 @@ int st_cmd_serve(int argc, char **argv)
             rc = st_cli_fail(V, rc);
             goto out;
         }
-        st_batcher_set_executor(b, st_pipeline_exec, p);
+        st_batch_async_exec x = st_pipeline_async_exec(p);
+        st_batcher_set_async_executor(b, &x);
     }
     rc = st_cli_serve_batcher(V, &hc, b, path, m->tok);
 out:

@@ -331,6 +331,7 @@ static int pipe_start(cl_state *cl, cl_pipe *p)
     bc.external_exec = 1;
     bc.n_blocks = p->n_blocks;
     bc.kv_cache_bytes = 0;
+    bc.max_inflight = ST_MIN(p->n_stages, ST_BATCHER_MAX_INFLIGHT); /* a batch on every stage */
     if ((rc = st_batcher_create(cl->m, NULL, &bc, &p->b)))
         return rc;
     st_batcher_stats bs;
@@ -347,7 +348,8 @@ static int pipe_start(cl_state *cl, cl_pipe *p)
     pc.max_seqs = bc.max_batch_size;
     if ((rc = st_pipeline_create(&pc, &p->p)))
         return rc;
-    st_batcher_set_executor(p->b, st_pipeline_exec, p->p);
+    st_batch_async_exec x = st_pipeline_async_exec(p->p);
+    st_batcher_set_async_executor(p->b, &x);
     if ((rc = st_batcher_start(p->b)))
         return rc;
     pthread_mutex_lock(&cl->router_mu);
