@@ -1,5 +1,6 @@
-/* Routing across pipelines and failover (see router.h). The cost model
- * that picks a pipeline is in router_pick.c.
+/* Routing across pipelines and failover (see router.h): requests, their
+ * events and moves. The router thread and the pipelines' lifecycle are in
+ * router_thread.c, the cost model that picks a pipeline in router_pick.c.
  *
  * Locking: one mutex (rt->mu) guards the router's pipelines and requests.
  * It may be held while calling into a batcher (submit, abort, stats): a
@@ -111,7 +112,7 @@ static void leave_pipe(st_router *rt, rreq *r)
 
 /* Hand r to the router thread, which sends its final event (caller holds mu;
  * r has no pipeline). */
-static void end_later(st_router *rt, rreq *r, st_finish_reason why, const char *msg)
+void router_end_later(st_router *rt, rreq *r, st_finish_reason why, const char *msg)
 {
     if (r->waiting) {
         r->waiting = 0;
@@ -127,7 +128,7 @@ static void end_later(st_router *rt, rreq *r, st_finish_reason why, const char *
 
 /* Send a final event the router makes itself and free r (no lock held; r is
  * no longer on the live list). */
-static void end_now(rreq *r, st_finish_reason why, const char *msg)
+void router_end_now(rreq *r, st_finish_reason why, const char *msg)
 {
     if (r->cb) {
         st_batcher_event ev = {.id = r->id,
@@ -148,7 +149,7 @@ static void on_batcher_event(const st_batcher_event *ev, void *user);
 /* Send r to the best healthy pipeline, or make it wait for one (caller
  * holds mu; r is on the live list and on no pipeline). Returns ST_OK, or
  * the batcher's refusal (r then still has no pipeline). */
-static int dispatch(st_router *rt, rreq *r)
+int router_dispatch(st_router *rt, rreq *r)
 {
     rpipe *p = router_pick(rt, r->n_tokens);
     if (!p) {
@@ -223,7 +224,7 @@ static st_finish_reason move(st_router *rt, rreq *r, char *msg, size_t cap)
     r->moves++;
     rt->moved++;
     r->base_gen = gen;
-    int rc = dispatch(rt, r);
+    int rc = router_dispatch(rt, r);
     if (rc == ST_ERANGE)
         return ST_FINISH_LENGTH; /* prompt + generated fills the new pipeline's context */
     if (rc) {
@@ -293,7 +294,7 @@ static void on_batcher_event(const st_batcher_event *ev, void *user)
             }
             live_remove(rt, r);
             pthread_mutex_unlock(&rt->mu);
-            end_now(r, why, msg);
+            router_end_now(r, why, msg);
             return;
         }
     }
@@ -309,182 +310,7 @@ static void on_batcher_event(const st_batcher_event *ev, void *user)
     req_free(r);
 }
 
-/* ---- the router thread: waiting requests, their deadlines, latency samples -------------- */
-static void *router_main(void *arg)
-{
-    st_router *rt = arg;
-    pthread_mutex_lock(&rt->mu);
-    while (!rt->stop) {
-        if (rt->done) {
-            rreq *list = rt->done;
-            rt->done = NULL;
-            pthread_mutex_unlock(&rt->mu);
-            while (list) {
-                rreq *r = list;
-                list = r->dnext;
-                end_now(r, r->end_why, r->end_msg);
-            }
-            pthread_mutex_lock(&rt->mu);
-            continue;
-        }
-        uint64_t now = st_now_ns(), next = UINT64_MAX;
-        for (rreq *r = rt->live, *nx; r; r = nx) {
-            nx = r->next;
-            if (!r->waiting)
-                continue;
-            if (now >= r->deadline_ns) {
-                char msg[96];
-                snprintf(msg, sizeof msg, "no pipeline is available (waited %d ms)", rt->cfg.wait_ms);
-                end_later(rt, r, ST_FINISH_ERROR, msg);
-            } else if (r->deadline_ns < next) {
-                next = r->deadline_ns;
-            }
-        }
-        if (rt->done)
-            continue;
-        if (rt->n_live > rt->n_waiting) { /* requests on pipelines: keep measuring them */
-            router_sample(rt, now);
-            next = ST_MIN(next, now + ROUTER_SAMPLE_NS);
-        }
-        if (next == UINT64_MAX) {
-            pthread_cond_wait(&rt->cv, &rt->mu);
-        } else {
-            struct timespec ts = {.tv_sec = (time_t)(next / 1000000000ull), .tv_nsec = (long)(next % 1000000000ull)};
-            pthread_cond_timedwait(&rt->cv, &rt->mu, &ts);
-        }
-    }
-    pthread_mutex_unlock(&rt->mu);
-    return NULL;
-}
-
-/* ---- public ------------------------------------------------------------------------------ */
-int st_router_create(const st_router_config *c, st_router **out)
-{
-    *out = NULL;
-    st_router_config cfg = c ? *c : st_router_config_default();
-    if (cfg.wait_ms < 0 || cfg.max_retries < 0)
-        return st_err(ST_EINVAL, "router: wait_ms %d and max_retries %d must be >= 0", cfg.wait_ms, cfg.max_retries);
-    st_router *rt = st_xcalloc(1, sizeof *rt);
-    rt->cfg = cfg;
-    rt->next_id = 1;
-    rt->next_pipe_id = 1;
-    pthread_mutex_init(&rt->mu, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* deadlines are st_now_ns() */
-    pthread_cond_init(&rt->cv, &ca);
-    pthread_condattr_destroy(&ca);
-    pthread_cond_init(&rt->gone, NULL);
-    int e = pthread_create(&rt->thread, NULL, router_main, rt);
-    if (e) {
-        pthread_mutex_destroy(&rt->mu);
-        pthread_cond_destroy(&rt->cv);
-        pthread_cond_destroy(&rt->gone);
-        free(rt);
-        return st_err(ST_ENOMEM, "router: cannot start thread (error %d)", e);
-    }
-    *out = rt;
-    return ST_OK;
-}
-
-void st_router_destroy(st_router *rt)
-{
-    if (!rt)
-        return;
-    pthread_mutex_lock(&rt->mu);
-    rt->stop = 1;
-    pthread_cond_signal(&rt->cv);
-    pthread_mutex_unlock(&rt->mu);
-    pthread_join(rt->thread, NULL);
-    /* requests still waiting end with ABORT; ones the thread had not ended yet end as decided */
-    while (rt->live) {
-        rreq *r = rt->live;
-        if (r->p)
-            ST_ERROR("router: destroyed while request %llu is on pipeline %d", (unsigned long long)r->id,
-                     r->p->id);
-        end_later(rt, r, ST_FINISH_ABORT, NULL);
-    }
-    while (rt->done) {
-        rreq *r = rt->done;
-        rt->done = r->dnext;
-        end_now(r, r->end_why, r->end_msg);
-    }
-    while (rt->pipes) {
-        rpipe *p = rt->pipes;
-        ST_ERROR("router: destroyed with pipeline %d still added", p->id);
-        rt->pipes = p->next;
-        free(p);
-    }
-    pthread_mutex_destroy(&rt->mu);
-    pthread_cond_destroy(&rt->cv);
-    pthread_cond_destroy(&rt->gone);
-    free(rt);
-}
-
-int st_router_add(st_router *rt, st_batcher *b, int (*error_fn)(void *ctx), void *error_ctx, int *id)
-{
-    if (id)
-        *id = 0;
-    if (!rt || !b)
-        return st_err(ST_EINVAL, "router: add needs a router and a batcher");
-    rpipe *p = st_xcalloc(1, sizeof *p);
-    p->b = b;
-    p->error_fn = error_fn;
-    p->error_ctx = error_ctx;
-    pthread_mutex_lock(&rt->mu);
-    p->id = rt->next_pipe_id++;
-    rpipe **tail = &rt->pipes;
-    while (*tail)
-        tail = &(*tail)->next;
-    *tail = p;
-    rt->n_pipes++;
-    /* the requests that were waiting go now, oldest first */
-    for (rreq *r = rt->live, *nx; r; r = nx) {
-        nx = r->next;
-        if (r->waiting && !r->aborted) {
-            int rc = dispatch(rt, r);
-            if (rc == ST_ERANGE && r->moves)
-                end_later(rt, r, ST_FINISH_LENGTH, NULL);
-            else if (rc)
-                end_later(rt, r, ST_FINISH_ERROR, st_errmsg());
-        }
-    }
-    pthread_mutex_unlock(&rt->mu);
-    if (id)
-        *id = p->id;
-    ST_INFO("router: pipeline %d added (%d in all)", p->id, rt->n_pipes);
-    return ST_OK;
-}
-
-void st_router_remove(st_router *rt, int id)
-{
-    pthread_mutex_lock(&rt->mu);
-    rpipe **pp = &rt->pipes;
-    while (*pp && (*pp)->id != id)
-        pp = &(*pp)->next;
-    rpipe *p = *pp;
-    if (!p) {
-        pthread_mutex_unlock(&rt->mu);
-        ST_WARN("router: no pipeline %d to remove", id);
-        return;
-    }
-    p->removing = 1; /* router_pick skips it from now on */
-    int n = 0;
-    for (rreq *r = rt->live; r; r = r->next)
-        if (r->p == p && r->in_batcher && !r->moving) {
-            r->moving = 1; /* its ABORT event moves it (on p's batcher thread) */
-            st_batcher_abort(p->b, r->bid);
-            n++;
-        }
-    while (p->n_reqs > 0)
-        pthread_cond_wait(&rt->gone, &rt->mu);
-    *pp = p->next;
-    rt->n_pipes--;
-    pthread_mutex_unlock(&rt->mu);
-    ST_INFO("router: pipeline %d removed (%d requests moved off it)", id, n);
-    free(p);
-}
-
+/* ---- requests from clients ------------------------------------------------------------ */
 int st_router_submit(st_router *rt, const st_request *q, uint64_t *id)
 {
     if (id)
@@ -507,7 +333,7 @@ int st_router_submit(st_router *rt, const st_request *q, uint64_t *id)
     pthread_mutex_lock(&rt->mu);
     r->id = rt->next_id++;
     live_push(rt, r);
-    if ((rc = dispatch(rt, r))) {
+    if ((rc = router_dispatch(rt, r))) {
         live_remove(rt, r);
         pthread_mutex_unlock(&rt->mu);
         req_free(r);
@@ -528,7 +354,7 @@ void st_router_abort(st_router *rt, uint64_t id)
         if (r->in_batcher)
             st_batcher_abort(r->p->b, r->bid);
         else if (r->waiting)
-            end_later(rt, r, ST_FINISH_ABORT, NULL);
+            router_end_later(rt, r, ST_FINISH_ABORT, NULL);
         /* else it is between pipelines on a batcher thread, which sees the flag */
     }
     pthread_mutex_unlock(&rt->mu);

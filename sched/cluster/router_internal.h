@@ -1,5 +1,6 @@
 /* Private state of the router, shared by its files:
- *   router.c       requests, their events, failover, the router thread, add/remove
+ *   router.c        requests, their events, failover
+ *   router_thread.c the router thread, create/destroy, add/remove
  *   router_pick.c  the time-to-first-token estimate that picks a pipeline,
  *                  latency sampling, stats */
 #ifndef ST_ROUTER_INTERNAL_H
@@ -75,6 +76,15 @@ struct st_router {
     pthread_t thread;
     int stop;
 };
+
+/* router.c; with mu held */
+/* Send r (on the live list, on no pipeline) to the best healthy pipeline, or
+ * make it wait for one. ST_OK, or the batcher's refusal (r still has no pipeline). */
+int router_dispatch(struct st_router *rt, rreq *r);
+/* Take r (on no pipeline) off the live list for the router thread to end it. */
+void router_end_later(struct st_router *rt, rreq *r, st_finish_reason why, const char *msg);
+/* Without the lock: send the final event the router makes itself and free r. */
+void router_end_now(rreq *r, st_finish_reason why, const char *msg);
 
 /* router_pick.c; all with mu held */
 int router_pipe_down(rpipe *p);
