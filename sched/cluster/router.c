@@ -15,6 +15,7 @@
 #include <time.h>
 
 #include "../../common/st_common.h"
+#include "../../common/trace.h"
 
 st_router_config st_router_config_default(void) { return (st_router_config){.wait_ms = 30000, .max_retries = 3}; }
 
@@ -167,6 +168,7 @@ int router_dispatch(st_router *rt, rreq *r)
     q.cb = on_batcher_event;
     q.user = r;
     uint64_t bid = 0;
+    st_trace_set_current(r->trace_id); /* one trace across waits and moves: the batcher takes it */
     int rc = st_batcher_submit(p->b, &q, &bid);
     if (rc)
         return rc;
@@ -330,6 +332,8 @@ int st_router_submit(st_router *rt, const st_request *q, uint64_t *id)
         return rc;
     rreq *r = req_new(q);
     r->rt = rt;
+    if (!st_trace_take_current(&r->trace_id)) /* the HTTP handler's decision, or our own */
+        st_trace_admit(&r->trace_id);
     pthread_mutex_lock(&rt->mu);
     r->id = rt->next_id++;
     live_push(rt, r);

@@ -54,6 +54,7 @@ typedef struct rreq {
     int prefill;                  /* counted in p->pending_tokens / n_prefill */
     int n_submitted;              /* prompt tokens sent to p */
     int moves;
+    uint64_t trace_id;            /* the trace decision taken at submit (common/trace.h), kept across moves */
     int aborted;                  /* the client aborted it: never moved again */
     int moving;                   /* st_router_remove aborted it to move it */
     int waiting;                  /* no pipeline: waits until deadline_ns */
