@@ -93,9 +93,38 @@ static int status_handle(void *ctx, const char *query, size_t query_len, const c
     return ST_OK;
 }
 
+/* POST /cluster/setup {"model": M, "n_nodes": N} (the web page's Setup view). */
+static int setup_handle(void *ctx, const char *query, size_t query_len, const char *body, size_t body_len,
+                        st_http_reply *out)
+{
+    (void)query, (void)query_len;
+    status_ctx *sc = ctx;
+    st_json *j = NULL;
+    int rc = st_json_parse(body, body_len, &j);
+    if (rc)
+        return st_err(ST_EINVAL, "setup: the body is not JSON: %s", st_errmsg());
+    int64_t n = 0;
+    const st_json *jn = st_json_get(j, "n_nodes"), *jm = st_json_get(j, "model");
+    if (j->type != ST_JSON_OBJECT || !jn || !st_json_as_int(jn, 1, 1 << 20, &n))
+        rc = st_err(ST_EINVAL, "setup: \"n_nodes\" must be a positive integer");
+    else if (jm && jm->type != ST_JSON_STRING)
+        rc = st_err(ST_EINVAL, "setup: \"model\" must be a string");
+    else
+        rc = st_cluster_setup(sc->cl, jm ? jm->u.str.s : NULL, (int)n);
+    st_json_free(j);
+    if (rc)
+        return rc;
+    st_strbuf sb;
+    st_sb_init(&sb);
+    st_cluster_status_json(sc->cl, &sb);
+    out->body = sb.buf;
+    out->len = sb.len;
+    return ST_OK;
+}
+
 static void add_status_routes(st_http_server_config *hc, st_http_route *routes, status_ctx *sc)
 {
-    memset(routes, 0, 2 * sizeof *routes);
+    memset(routes, 0, 3 * sizeof *routes);
     routes[0] = (st_http_route){.method = "GET", .path = "/cluster/status", .handle = status_handle, .ctx = sc};
     routes[1] = routes[0];
     routes[1].path = "/cluster/status/stream";
@@ -103,6 +132,10 @@ static void add_status_routes(st_http_server_config *hc, st_http_route *routes, 
     routes[1].period_ms = 500;
     hc->routes = routes;
     hc->n_routes = 2;
+    if (sc->cl) { /* only a scheduler has a plan to set up */
+        routes[2] = (st_http_route){.method = "POST", .path = "/cluster/setup", .handle = setup_handle, .ctx = sc};
+        hc->n_routes = 3;
+    }
 }
 
 /* ---- the two modes ---------------------------------------------------------------------- */
@@ -130,7 +163,7 @@ static int run_local(const char *V, st_http_server_config *hc, st_batcher_config
     } else {
         status_ctx sc = {.router = r, .model = cm.model->path, .device = device ? device : "auto",
                          .n_layers = cm.model->cfg.n_layers};
-        st_http_route routes[2];
+        st_http_route routes[3];
         add_status_routes(hc, routes, &sc);
         rc = st_cli_serve_router(V, hc, r, cm.model->path, cm.model->tok);
     }
@@ -182,7 +215,7 @@ static int run_cluster(const char *V, st_http_server_config *hc, st_cluster_conf
         goto out;
     }
     status_ctx sc = {.cl = cl};
-    st_http_route routes[2];
+    st_http_route routes[3];
     add_status_routes(hc, routes, &sc);
     rc = st_cli_serve_router(V, hc, r, path, m->tok);
 out:

@@ -482,3 +482,29 @@ void st_cluster_destroy(st_cluster *cl)
 
 const char *st_cluster_join_command(const st_cluster *cl) { return cl->join_cmd; }
 const char *st_cluster_listen_addr(const st_cluster *cl) { return cl->bound; }
+
+/* ---- setup from the web page ---------------------------------------------------------- */
+
+int st_cluster_setup(st_cluster *cl, const char *model, int n_nodes)
+{
+    if (n_nodes < 1 || n_nodes > CL_MAX_NODES)
+        return st_err(ST_EINVAL, "n_nodes must be between 1 and %d (got %d)", CL_MAX_NODES, n_nodes);
+    if (model && *model) {
+        const char *base = strrchr(cl->model_path, '/');
+        base = base ? base + 1 : cl->model_path;
+        if (strcmp(model, cl->model) && strcmp(model, cl->model_path) && strcmp(model, base))
+            return st_err(ST_EINVAL,
+                          "this scheduler serves %s; another model needs a restart: strait run -m %s -n %d", cl->model,
+                          model, n_nodes);
+    }
+    pthread_mutex_lock(&cl->mu);
+    if (cl->cfg.n_nodes != n_nodes) {
+        ST_INFO("cluster: now %s %d node%s (set from the web page)", cl->planned_once ? "expecting" : "waiting for",
+                n_nodes, n_nodes == 1 ? "" : "s");
+        cl->cfg.n_nodes = n_nodes;
+        cl->replan = 1; /* the first plan may be possible now */
+        cl_touch(cl);
+    }
+    pthread_mutex_unlock(&cl->mu);
+    return ST_OK;
+}

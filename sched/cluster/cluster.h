@@ -76,6 +76,12 @@ void st_cluster_status_json(st_cluster *cl, st_strbuf *out);
  * "local" holding all n_layers, the router's one pipeline. */
 void st_cluster_status_local_json(const char *model, const char *device, int n_layers, st_router *r,
                                   st_strbuf *out);
+/* POST /cluster/setup from the web page: the number of nodes to wait for
+ * (before the first plan; afterwards shown only, since re-plans happen as
+ * nodes come and go). The model is fixed when the scheduler starts: a
+ * different one is ST_EINVAL saying how to restart with it. */
+int st_cluster_setup(st_cluster *cl, const char *model, int n_nodes);
+
 /* Changes whenever the status does (for streaming it). */
 unsigned long st_cluster_status_version(st_cluster *cl);
 
