@@ -21,11 +21,17 @@
 
 #include <stdint.h>
 
+#include "dataplane/transport.h"
+
 typedef struct st_dpdk_config {
     const char *eal_args; /* extra EAL arguments, space separated (--dpdk-args); NULL: none */
     const char *cores;    /* core list for the EAL, "2,3" or "2-5" (--dataplane-cores); NULL: not pinned */
     const char *peer;     /* static neighbour "MAC,IP" (--dpdk-peer); NULL: learnt from the handshake */
     const char *ip;       /* this end's IPv4 address; NULL: 10.77.0.1 listening, 10.77.0.2 connecting */
+    int hugepages;        /* 2 MiB hugepages the EAL must have (--dpdk-hugepages): when fewer are
+                             free, root raises /proc/sys/vm/nr_hugepages, and still too few is
+                             ST_ENOMEM; 0: use free hugepages if any, else --no-huge; -1: the
+                             environment's ST_DPDK_HUGEPAGES (0 when unset) */
 } st_dpdk_config;
 
 /* Set the configuration before the first dpdk link (later calls after the
@@ -34,15 +40,43 @@ typedef struct st_dpdk_config {
  * Validates the strings (ST_EINVAL naming the bad one). */
 int st_dpdk_configure(const st_dpdk_config *c);
 
-/* Start the EAL if not yet started. ST_OK, or ST_ENOTSUP (not built with
- * DPDK) / ST_EIO (the EAL refused: the message names the arguments and the
- * reason) -- the caller may then fall back to another transport. A failed
- * start is remembered: later calls return the same error. */
+/* Start the EAL if not yet started. ST_OK, or a start-up failure whose
+ * message names the cause -- the caller may then fall back to another
+ * transport (st_dpdk_connect_or):
+ *   ST_ENOTSUP  this build has no DPDK
+ *   ST_EINVAL   the EAL refused an argument (the message quotes --dpdk-args)
+ *   ST_ENOMEM   hugepages were requested (--dpdk-hugepages) and too few are
+ *               free, or the EAL could not reserve its memory
+ *   ST_EIO      the EAL failed for another reason (its rte_errno text)
+ * Never exits or aborts the process. rte_eal_init runs at most once per
+ * process: a failed start is remembered and later calls return the same
+ * error and message. */
 int st_dpdk_eal_init(void);
 
 /* The EAL argument vector the next start would use, space separated
  * (for logs and tests). */
 const char *st_dpdk_eal_args(void);
+
+/* ---- falling back to another transport -------------------------------------------------
+ * For callers that allow it: try dpdk at `addr`; when dpdk cannot start in
+ * this process -- no DPDK built in, the EAL refused (st_dpdk_eal_init's
+ * errors), or the port cannot be created (absent vdev or interface, no such
+ * PCI device: ST_EIO) -- log the reason as a warning and use transport
+ * fb_transport at fb_addr instead. A dpdk that started but whose peer did
+ * not answer (ST_ETIMEDOUT) or misbehaved is returned as is: both ends must
+ * use the same transport, and only a start-up failure is local knowledge.
+ * fb_transport NULL: no fallback (plain dpdk). *used, when not NULL, gets
+ * the name of the transport in use ("dpdk" or fb_transport).
+ * The listener variant starts the EAL and creates (and keeps) the port at
+ * once, so that start-up failures show at listen rather than at accept. */
+int st_dpdk_listen_or(const char *addr, const char *fb_transport, const char *fb_addr, const st_link_opts *opts,
+                      st_listener **out, const char **used);
+int st_dpdk_connect_or(const char *addr, const char *fb_transport, const char *fb_addr, const st_link_opts *opts,
+                       int timeout_ms, st_link **out, const char **used);
+
+/* 1 when rc, returned by a dpdk listen/accept/connect or st_dpdk_eal_init,
+ * is a start-up failure (the cases above), 0 otherwise. */
+int st_dpdk_startup_failure(int rc);
 
 /* ---- test hooks ----------------------------------------------------------------------
  * Network faults applied by the transmitter of every dpdk link created

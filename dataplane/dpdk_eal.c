@@ -6,7 +6,9 @@
  *   --in-memory          no shared files in /var/run, so any number of
  *                        processes (and tests) run side by side
  *                        (--no-shconf with --no-huge, which refuses it)
- *   --no-huge -m 512     when /proc/meminfo shows no free hugepages
+ *   --no-huge -m 512     when /proc/meminfo shows no free hugepages and
+ *                        none were required (--dpdk-hugepages N: N free
+ *                        pages are a start-up condition, see dpdk.h)
  *   --no-pci             unless the first address is a PCI device (then -a it)
  *   -l CORES             the --dataplane-cores list; without one the EAL is
  *                        started on the current CPU and the thread's
@@ -20,6 +22,7 @@
 #include "common/st_common.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdio.h>
@@ -44,6 +47,7 @@ static struct {
     int have_peer;
     uint8_t peer_mac[6];
     uint32_t peer_ip, ip;  /* network order; ip 0: by role */
+    int hugepages;         /* required free 2 MiB pages; 0: use what is free */
     int configured;
     double drop, reorder, dup;
     int faults_set;
@@ -87,7 +91,17 @@ static int configure_from(const st_dpdk_config *c)
     const char *cores = c && c->cores ? c->cores : getenv("ST_DPDK_CORES");
     const char *peer = c && c->peer ? c->peer : getenv("ST_DPDK_PEER");
     const char *ip = c && c->ip ? c->ip : getenv("ST_DPDK_IP");
-    int rc;
+    const char *hp = getenv("ST_DPDK_HUGEPAGES");
+    int hugepages = c && c->hugepages >= 0 ? c->hugepages : 0, rc;
+    if ((!c || c->hugepages < 0) && hp && *hp) {
+        char *end;
+        long v = strtol(hp, &end, 10);
+        if (*end || v < 0 || v > (1 << 20))
+            return st_err(ST_EINVAL, "dpdk: ST_DPDK_HUGEPAGES '%s' is not a count of pages (0 .. 1048576)", hp);
+        hugepages = (int)v;
+    }
+    if (hugepages > (1 << 20))
+        return st_err(ST_EINVAL, "dpdk: --dpdk-hugepages %d is more than 1048576 pages", hugepages);
     if (args && strlen(args) >= sizeof g.args)
         return st_err(ST_EINVAL, "dpdk: --dpdk-args longer than %zu bytes", sizeof g.args - 1);
     if (cores && *cores && (rc = parse_cores(cores)))
@@ -108,6 +122,7 @@ static int configure_from(const st_dpdk_config *c)
     if (g.have_peer)
         memcpy(g.peer_mac, mac, 6), g.peer_ip = pip;
     g.ip = lip;
+    g.hugepages = hugepages;
     g.configured = 1;
     return ST_OK;
 }
@@ -147,17 +162,64 @@ static int has_arg(const char *prefix)
     return 0;
 }
 
-static int hugepages_free(void)
+/* The kernel's files, or a test's stand-ins: ST_DPDK_PROC_DIR names a
+ * folder with "meminfo" and "nr_hugepages" (test hook). */
+static void proc_path(char *out, size_t cap, const char *name, const char *real)
 {
-    FILE *f = fopen("/proc/meminfo", "r");
-    char line[128];
-    long n = 0;
-    while (f && fgets(line, sizeof line, f))
-        if (sscanf(line, "HugePages_Free: %ld", &n) == 1)
-            break;
+    const char *dir = getenv("ST_DPDK_PROC_DIR");
+    if (dir && *dir)
+        snprintf(out, cap, "%s/%s", dir, name);
+    else
+        snprintf(out, cap, "%s", real);
+}
+
+/* Free and total 2 MiB hugepages (0 when unknown). */
+static long hugepages_read(long *total)
+{
+    char path[512], line[128];
+    proc_path(path, sizeof path, "meminfo", "/proc/meminfo");
+    FILE *f = fopen(path, "r");
+    long n = 0, t = 0;
+    while (f && fgets(line, sizeof line, f)) {
+        sscanf(line, "HugePages_Free: %ld", &n);
+        sscanf(line, "HugePages_Total: %ld", &t);
+    }
     if (f)
         fclose(f);
-    return n > 0;
+    if (total)
+        *total = t;
+    return n;
+}
+
+static int hugepages_free(void) { return hugepages_read(NULL) > 0; }
+
+/* --dpdk-hugepages N: make N pages free, raising nr_hugepages when root.
+ * ST_ENOMEM naming what is missing when it cannot. */
+static int hugepages_ensure(int want)
+{
+    long total, have = hugepages_read(&total);
+    if (have >= want)
+        return ST_OK;
+    char path[512], why[160] = "";
+    proc_path(path, sizeof path, "nr_hugepages", "/proc/sys/vm/nr_hugepages");
+    if (geteuid() != 0) {
+        snprintf(why, sizeof why, "not root, so %s was left alone", path);
+    } else {
+        FILE *f = fopen(path, "w");
+        int ok = f && fprintf(f, "%ld\n", total + (want - have)) > 0;
+        if (f && fclose(f) != 0)
+            ok = 0;
+        if (!ok)
+            snprintf(why, sizeof why, "writing %ld to %s failed: %s", total + (want - have), path, strerror(errno));
+        else if ((have = hugepages_read(NULL)) >= want)
+            return ST_OK;
+        else
+            snprintf(why, sizeof why, "after raising %s the kernel has only %ld free", path, have);
+    }
+    return st_err(ST_ENOMEM,
+                  "dpdk: --dpdk-hugepages %d: only %ld free 2 MiB hugepages (%s); free memory or reserve them "
+                  "as root (sysctl vm.nr_hugepages), or leave --dpdk-hugepages out to run without hugepages",
+                  want, have, why);
 }
 
 static int is_pci(const char *addr)
@@ -198,7 +260,7 @@ static int build_argv(const char *first_addr, char *store, size_t cap, char **ar
         ADD("-l");
         ADD(cpu);
     }
-    int nohuge = has_arg("--no-huge") || !hugepages_free();
+    int nohuge = has_arg("--no-huge") || (!g.hugepages && !hugepages_free());
     /* --in-memory refuses -m (legacy memory); without hugepages there are
      * no hugepage files anyway, and --no-shconf keeps the rest private */
     if (!has_arg("--in-memory") && !has_arg("--file-prefix") && !has_arg("--no-shconf"))
@@ -242,6 +304,8 @@ const char *st_dpdk_eal_args(void)
     return g.argv_text;
 }
 
+static int nohuge_in(const char *text) { return strstr(text, "--no-huge") != NULL; }
+
 static int eal_start(const char *first_addr)
 {
     if (g.eal_state == 1)
@@ -251,6 +315,11 @@ static int eal_start(const char *first_addr)
     int rc;
     if (!g.configured && (rc = configure_from(NULL)) != ST_OK)
         return rc;
+    if (g.hugepages && (rc = hugepages_ensure(g.hugepages)) != ST_OK) {
+        snprintf(g.eal_err, sizeof g.eal_err, "%s", st_errmsg());
+        g.eal_state = rc;
+        return rc;
+    }
     char store[2048], *argv[64];
     int argc = build_argv(first_addr, store, sizeof store, argv, 64);
     if (argc < 0)
@@ -259,12 +328,22 @@ static int eal_start(const char *first_addr)
     int restore = !g.cores[0] && sched_getaffinity(0, sizeof saved, &saved) == 0;
     int r = rte_eal_init(argc, argv);
     if (r < 0) {
+        /* rte_eal_init has printed its own reason on stderr; the codes it
+         * sets are few: EINVAL bad arguments, EACCES/ENOMEM memory */
         int e = rte_errno;
-        snprintf(g.eal_err, sizeof g.eal_err, "dpdk: the EAL did not start (%s) with arguments '%.1600s'%s",
-                 rte_strerror(e), g.argv_text,
-                 e == EALREADY ? "" : "; check --dpdk-args (and hugepages, or pass --no-huge)");
+        const char *hint = "";
         g.eal_state = ST_EIO;
-        return st_err(ST_EIO, "%s", g.eal_err);
+        if (e == EINVAL) {
+            g.eal_state = ST_EINVAL;
+            hint = "; an argument was refused: check --dpdk-args";
+        } else if (e == EACCES || e == ENOMEM) {
+            g.eal_state = ST_ENOMEM;
+            hint = nohuge_in(g.argv_text) ? "; more -m memory?"
+                                          : "; no usable hugepages: reserve them (--dpdk-hugepages N) or pass --no-huge";
+        }
+        snprintf(g.eal_err, sizeof g.eal_err, "dpdk: the EAL did not start (%s) with arguments '%.1600s'%s",
+                 rte_strerror(e), g.argv_text, hint);
+        return st_err(g.eal_state, "%s", g.eal_err);
     }
     if (restore)
         sched_setaffinity(0, sizeof saved, &saved);
@@ -377,7 +456,9 @@ static int port_open(const char *addr, int listening, st_dpdk_port *p)
     }
     rc = rte_dev_probe(devargs);
     if (rc < 0 && !(rc == -EEXIST && !vdev))
-        return st_err(ST_EIO, "dpdk: device '%s' could not be created: %s", devargs, rte_strerror(-rc));
+        return st_err(ST_EIO, "dpdk: device '%s' could not be created: %s (%s)", devargs, rte_strerror(-rc),
+                      vdev ? "is the driver in this DPDK build, and the interface or socket it names there?"
+                           : "is the PCI device present and bound to a DPDK-capable driver?");
     if (rte_eth_dev_get_port_by_name(p->name, &p->id) != 0) {
         rte_eal_hotplug_remove(vdev ? "vdev" : "pci", p->name);
         return st_err(ST_EIO, "dpdk: device '%s' has no ethernet port", devargs);
@@ -447,6 +528,15 @@ static void port_close(st_dpdk_port *p)
     if (p->pool)
         rte_mempool_free(p->pool);
     memset(p, 0, sizeof *p);
+}
+
+int st_dpdk_port_check(const char *addr, int listening)
+{
+    st_dpdk_port p;
+    int rc = st_dpdk_port_open(addr, listening, &p);
+    if (rc == ST_OK)
+        st_dpdk_port_close(&p);
+    return rc;
 }
 
 int st_dpdk_port_up(const st_dpdk_port *p)
