@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "common/st_common.h"
+#include "dataplane/dpdk.h"
 #include "dataplane/transport.h"
 #include "engine/stage.h"
 #include "http/server.h"
@@ -35,7 +36,13 @@ static const char usage[] =
     "      --end-layer B                 one past the last layer held here (-1: to the end)\n"
     "      --listen H:P                  data-plane address to listen on (shm: a socket path or @name)\n"
     "      --next H:P                    the next stage (the head, from the last stage)\n"
-    "      --transport T                 tcp | shm (default tcp)\n"
+    "      --transport T                 tcp | shm | dpdk (default tcp; dpdk: --listen/--next are DPDK\n"
+    "                                    device arguments, e.g. net_memif,socket=/run/s.sock)\n"
+    "      --dpdk-args \"...\"             extra DPDK EAL arguments\n"
+    "      --dpdk-peer MAC,IP            static neighbour of the dpdk links (default: learnt)\n"
+    "      --dataplane-cores LIST        cores for the DPDK EAL, e.g. 2,3 or 2-5\n"
+    "      --dpdk-hugepages N            2 MiB hugepages dpdk needs (root reserves them; default:\n"
+    "                                    use free ones, else ordinary memory)\n"
     "      --activation-compression C    none | bf16 | int8 hidden states on the wire (head; default none:\n"
     "                                    f32, exact; bf16 halves the bytes; int8, one scale per token,\n"
     "                                    about quarters them for slow links and is lossy)\n"
@@ -55,7 +62,7 @@ static const char usage[] =
     "  -h, --help                        this help\n";
 
 enum { O_START = 256, O_END, O_LISTEN, O_NEXT, O_TRANSPORT, O_ACT, O_DEVICE, O_HOST, O_PORT, O_MAXTOK, O_MAXBS,
-       O_KVB, O_CTX, O_NAME, O_COMPRESS, O_INFLIGHT };
+       O_KVB, O_CTX, O_NAME, O_COMPRESS, O_INFLIGHT, O_DPDK_ARGS, O_DPDK_PEER, O_DP_CORES, O_DPDK_HUGE };
 
 /* A non-head stage: accept the upstream, connect downstream, serve; again
  * when the upstream leaves, until a signal. */
@@ -98,13 +105,15 @@ int st_cmd_serve(int argc, char **argv)
         {"act-dtype", 1, 0, O_ACT}, {"activation-compression", 1, 0, O_COMPRESS}, {"threads", 1, 0, 't'}, {"device", 1, 0, O_DEVICE}, {"host", 1, 0, O_HOST},
         {"port", 1, 0, O_PORT}, {"max-num-tokens-per-batch", 1, 0, O_MAXTOK}, {"max-batch-size", 1, 0, O_MAXBS},
         {"kv-blocks", 1, 0, O_KVB}, {"ctx", 1, 0, O_CTX}, {"max-inflight", 1, 0, O_INFLIGHT}, {"served-model-name", 1, 0, O_NAME},
-        {"verbose", 0, 0, 'v'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0},
+        {"dpdk-args", 1, 0, O_DPDK_ARGS}, {"dpdk-peer", 1, 0, O_DPDK_PEER}, {"dataplane-cores", 1, 0, O_DP_CORES},
+        {"dpdk-hugepages", 1, 0, O_DPDK_HUGE}, {"verbose", 0, 0, 'v'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0},
     };
     const char *V = "serve", *model = NULL, *device = NULL, *listen = NULL, *next = NULL, *transport = "tcp";
     st_http_server_config hc = st_cli_api_config_default();
     st_batcher_config bc = st_batcher_config_default();
     bc.max_inflight = 2; /* a pipeline has the head and at least one more stage (a whole model ignores it) */
-    int start = -1, end = -1, threads = 0, act = ST_ACT_F32, c, bad = 0;
+    int start = -1, end = -1, threads = 0, act = ST_ACT_F32, c, bad = 0, dpdk_set = 0;
+    st_dpdk_config dc = {.hugepages = -1};
     opterr = 0;
     optind = 1;
     while ((c = getopt_long(argc, argv, ":m:t:vh", lo, NULL)) != -1) {
@@ -138,6 +147,10 @@ int st_cmd_serve(int argc, char **argv)
         case O_CTX: bad = st_opt_int(V, "ctx", optarg, 16, 1 << 22, &bc.max_ctx); break;
         case O_NAME: hc.model_name = optarg; break;
         case O_INFLIGHT: bad = st_opt_int(V, "max-inflight", optarg, 1, ST_BATCHER_MAX_INFLIGHT, &bc.max_inflight); break;
+        case O_DPDK_ARGS: dc.eal_args = optarg, dpdk_set = 1; break;
+        case O_DPDK_PEER: dc.peer = optarg, dpdk_set = 1; break;
+        case O_DP_CORES: dc.cores = optarg, dpdk_set = 1; break;
+        case O_DPDK_HUGE: bad = st_opt_int(V, "dpdk-hugepages", optarg, 0, 1 << 20, &dc.hugepages), dpdk_set = 1; break;
         case 'h': fputs(usage, stdout); return 0;
         case ':': return st_cli_missing_value(V, argv, optopt);
         default: return st_cli_unknown_option(V, argv, optopt);
@@ -153,7 +166,9 @@ int st_cmd_serve(int argc, char **argv)
     for (const char *const *t = st_transport_names(); *t; t++)
         known |= !strcmp(*t, transport);
     if (!known)
-        return st_opt_usage_error(V, "--transport must be tcp or shm");
+        return st_opt_usage_error(V, "--transport must be tcp, shm or dpdk (dpdk: in a build with DPDK)");
+    if (dpdk_set && st_dpdk_configure(&dc) != ST_OK)
+        return st_opt_usage_error(V, st_errmsg());
 
     char path[4096];
     int rc = st_model_resolve(model, 0, path, sizeof path);
