@@ -151,7 +151,7 @@ static void transmit_new(dp_link *d, uint64_t now)
             d->m_rpos[m & k->sq_mask] = pos;
             d->tx_rpos = pos + need;
         }
-        uint32_t len = (uint32_t)ST_MIN((size_t)d->payload, e->len - d->tx_off);
+        uint32_t len = (uint32_t)ST_MIN((size_t)d->tx_payload, e->len - d->tx_off);
         tx_pkt *t = &d->pk[d->snd_nxt % WIN];
         t->msg = m, t->off = d->tx_off, t->len = len, t->state = 1, t->resent = 0;
         if (!send_data(d, d->snd_nxt, now)) {

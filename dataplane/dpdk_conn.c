@@ -96,7 +96,7 @@ static dp_link *link_new(const st_link_opts *o, const st_dpdk_port *port, int li
     d->port = *port;
     d->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     d->my_ip = st_dpdk_local_ip(listening);
-    d->payload = d->port.mtu - 20 - 8 - (uint32_t)sizeof(dp_hdr);
+    d->payload = d->tx_payload = d->port.mtu - 20 - 8 - (uint32_t)sizeof(dp_hdr);
     d->pk = st_xcalloc(WIN, sizeof *d->pk);
     d->m_rpos = st_xcalloc(o->sq_depth, sizeof *d->m_rpos);
     d->m_end = st_xcalloc(o->sq_depth, sizeof *d->m_end);
@@ -120,6 +120,11 @@ static int link_finish(dp_link *d, const hello_body *b)
     d->peer_credits = b->credits;
     d->peer_area = b->area;
     d->peer_max_msg = b->max_msg;
+    if (b->max_payload) { /* a peer on a smaller MTU (or an older peer: 0, ours) */
+        if (b->max_payload < 64)
+            return st_err(ST_EPROTO, "dpdk: bad handshake from the peer (frame payload %u bytes)", b->max_payload);
+        d->tx_payload = ST_MIN(d->payload, b->max_payload);
+    }
     if (st_mr_alloc(d->area, ST_MR_HUGEPAGE, &d->rx) != ST_OK)
         return ST_ENOMEM;
     return ST_OK;
@@ -132,7 +137,7 @@ static void send_hello(dp_link *d, int type, const uint8_t dst[6], uint32_t dst_
     struct rte_mbuf *m = st_dpdk_frame_new(d, &d->port, dst, d->my_ip, dst_ip, type, sizeof(hello_body), &h, &body);
     if (!m)
         return;
-    hello_body b = {d->base.opts.credits, 0, d->area, d->base.opts.max_msg};
+    hello_body b = {d->base.opts.credits, d->payload, d->area, d->base.opts.max_msg};
     memcpy(body, &b, sizeof b);
     st_dpdk_frame_seal(h);
     st_dpdk_tx_push(d, m);

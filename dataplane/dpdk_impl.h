@@ -78,7 +78,8 @@ typedef struct __attribute__((packed)) dp_hdr {
 _Static_assert(sizeof(dp_hdr) == 72, "dp_hdr is 72 bytes");
 
 typedef struct hello_body {
-    uint32_t credits, pad;
+    uint32_t credits;
+    uint32_t max_payload; /* largest DATA payload the sender of the HELLO accepts (0: its MTU's) */
     uint64_t area, max_msg;
 } hello_body;
 
@@ -99,7 +100,8 @@ typedef struct dp_link {
     uint32_t conn;
     uint8_t peer_mac[6];
     uint32_t my_ip, peer_ip;
-    uint32_t payload;     /* message bytes per DATA frame */
+    uint32_t payload;     /* message bytes per DATA frame we accept (from our MTU) */
+    uint32_t tx_payload;  /* message bytes per DATA frame we send: min(ours, the peer's) */
     /* tx burst and fault hooks */
     struct rte_mbuf *txb[BURST];
     int ntx;
