@@ -36,6 +36,7 @@ st_cluster_config st_cluster_config_default(void)
     c.heartbeat_timeout_ms = 5000;
     c.transport = "auto";
     c.act_dtype = ST_ACT_F32;
+    c.announce = 1;
     c.batcher = st_batcher_config_default();
     return c;
 }
@@ -286,6 +287,19 @@ static void take_authed(cl_state *cl)
     cl->n_authed = 0;
 }
 
+
+/* Tell `strait join` without -s where we are: a UDP announcement every
+ * second (ctl.h; it carries a hash of the token, never the token). */
+static void announce(cl_state *cl)
+{
+    uint64_t now = st_now_ns();
+    if (cl->announce_fd < 0 || now - cl->announced_ns < 1000000000ull)
+        return;
+    cl->announced_ns = now;
+    if (st_ctl_announce_send(cl->announce_fd, cl->bound, cl->token))
+        ST_DEBUG("cluster: announcement not sent: %s", st_errmsg());
+}
+
 static void *control_main(void *arg)
 {
     cl_state *cl = arg;
@@ -322,6 +336,7 @@ static void *control_main(void *arg)
                 st_ctl_fd(cl->nodes[slot_of[i]].conn) == pf[i].fd)
                 node_read(cl, slot_of[i]);
         node_timers(cl);
+        announce(cl);
         cl_pipes_tick(cl);
         if (cl->replan) {
             cl->replan = 0;
@@ -372,6 +387,7 @@ int st_cluster_create(const st_cluster_config *c, st_model *m, st_router *r, st_
     cl->m = m;
     cl->router = r;
     cl->listen_fd = -1;
+    cl->announce_fd = -1;
     cl->wake[0] = cl->wake[1] = -1;
     read_host_id(cl->host_id, sizeof cl->host_id);
     pthread_mutex_init(&cl->mu, NULL);
@@ -395,6 +411,10 @@ int st_cluster_create(const st_cluster_config *c, st_model *m, st_router *r, st_
     if ((rc = st_ctl_listen(c->listen ? c->listen : "0.0.0.0:3003", &cl->listen_fd, cl->bound, sizeof cl->bound))) {
         st_cluster_destroy(cl);
         return rc;
+    }
+    if (c->announce && st_ctl_announce_open(&cl->announce_fd)) { /* discovery is a convenience: -s still works */
+        ST_WARN("cluster: no LAN announcements (nodes need -s): %s", st_errmsg());
+        cl->announce_fd = -1;
     }
     /* the join command names a host nodes can reach: the advertised one, or ours */
     char host[256];
@@ -432,6 +452,8 @@ void st_cluster_destroy(st_cluster *cl)
         pthread_join(cl->thread, NULL);
     if (cl->listen_fd >= 0)
         close(cl->listen_fd);
+    if (cl->announce_fd >= 0)
+        close(cl->announce_fd);
     cl->listen_fd = -1;
     cl_auth_wait_all(cl);
     /* release every node, then stop the pipelines (their threads remove them from the router) */

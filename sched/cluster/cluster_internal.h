@@ -106,6 +106,8 @@ struct st_cluster {
     char host_id[64];         /* this machine, as nodes report theirs */
 
     int listen_fd;
+    int announce_fd;          /* UDP socket for LAN announcements, or -1 */
+    uint64_t announced_ns;    /* when the last one went out */
     char bound[128];          /* control address with the real port */
     char join_cmd[512];
     int wake[2];              /* pipe: handshake threads wake the control thread */
