@@ -19,6 +19,7 @@
 #ifndef ST_DPDK_H
 #define ST_DPDK_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "dataplane/transport.h"
@@ -77,6 +78,36 @@ int st_dpdk_connect_or(const char *addr, const char *fb_transport, const char *f
 /* 1 when rc, returned by a dpdk listen/accept/connect or st_dpdk_eal_init,
  * is a start-up failure (the cases above), 0 otherwise. */
 int st_dpdk_startup_failure(int rc);
+
+/* ---- GPUDirect (build-time optional, dpdk_gpu.c) -----------------------------------------
+ * A GPU-resident buffer is registered with DPDK gpudev (rte_gpu_mem_register)
+ * when the build has rte_gpudev.h and a gpudev device exists, so payloads can
+ * go NIC <-> GPU memory; otherwise the registration records host staging
+ * (the caller copies through host memory). ops NULL: the real gpudev calls;
+ * tests pass fakes. Registering never fails for want of a GPU: it falls back
+ * and logs the reason. */
+typedef enum { ST_DPDK_GPU_NONE = 0, ST_DPDK_GPU_GPUDEV = 1, ST_DPDK_GPU_STAGING = 2 } st_dpdk_gpu_path;
+
+typedef struct st_dpdk_gpu_ops {
+    int (*count)(void);                               /* gpudev devices available */
+    int (*reg)(int16_t dev, size_t len, void *ptr);   /* 0 when registered */
+    int (*unreg)(int16_t dev, void *ptr);
+} st_dpdk_gpu_ops;
+
+typedef struct st_dpdk_gpu_reg {
+    st_dpdk_gpu_path path;
+    int16_t dev;
+    void *ptr;
+    size_t len;
+    const st_dpdk_gpu_ops *ops;
+} st_dpdk_gpu_reg;
+
+/* 1 when this build compiled the gpudev path. */
+int st_dpdk_gpu_built(void);
+/* ST_OK with out->path GPUDEV or STAGING; ST_EINVAL for a bad argument. */
+int st_dpdk_gpu_register(const st_dpdk_gpu_ops *ops, int16_t dev, void *ptr, size_t len, st_dpdk_gpu_reg *out);
+void st_dpdk_gpu_unregister(st_dpdk_gpu_reg *r);
+const char *st_dpdk_gpu_path_name(st_dpdk_gpu_path p);
 
 /* ---- test hooks ----------------------------------------------------------------------
  * Network faults applied by the transmitter of every dpdk link created
