@@ -10,6 +10,7 @@
  * is 0 there and the chain always ends in staging; the chain's logic is
  * unit-tested with fake operations (test_dpdk_gpu.c). Not run on GPU
  * hardware. */
+#define _GNU_SOURCE
 #define ALLOW_EXPERIMENTAL_API /* gpudev is experimental in DPDK 22.11 */
 #include "dataplane/dpdk.h"
 
