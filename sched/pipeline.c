@@ -9,6 +9,7 @@
 #include "../common/trace.h"
 #include "../dataplane/crc32c.h"
 #include "../dataplane/poller.h"
+#include "act_codec.h"
 #include "pipeline_msg.h"
 
 /* One batch out: its FORWARD's memory (untouched until the send completes)
@@ -31,6 +32,7 @@ struct st_pipeline {
     st_model_config mc;       /* the whole model's geometry */
     st_poller *pn, *pb;       /* cores driving c.next and c.back */
     st_stage local;           /* the head's own layers, when c.local */
+    float *act_f32;           /* (max_tokens, dim) their output before int8 encoding (int8 only) */
     pipe_slot slot[ST_BATCHER_MAX_INFLIGHT]; /* batches out; slot 0 also carries the setup */
     uint64_t step;            /* step id of the last FORWARD sent */
     int hist_link;            /* send-time histogram of the link to the first stage */
@@ -173,7 +175,7 @@ int st_pipeline_create(const st_pipeline_config *cfg, st_pipeline **out)
     if (c.local && (!st_model_is_first(c.local) || st_model_is_last(c.local)))
         return st_err(ST_EINVAL, "pipeline: the head's layers %d..%d must start at 0 and leave some to the stages",
                       c.local->layer_start, c.local->layer_end);
-    if (!st_act_dtype_size(c.act_dtype))
+    if (!st_act_dtype_known(c.act_dtype))
         return st_err(ST_EINVAL, "pipeline: unknown activation dtype %d", c.act_dtype);
     if (c.n_blocks < 1 || c.block_size < 1 || c.max_tokens < 1 || c.max_seqs < 1)
         return st_err(ST_EINVAL, "pipeline: KV geometry %d x %d / batch %d x %d invalid", c.n_blocks, c.block_size,
@@ -189,6 +191,8 @@ int st_pipeline_create(const st_pipeline_config *cfg, st_pipeline **out)
         free(p);
         return rc;
     }
+    if (c.local && c.act_dtype == ST_ACT_I8)
+        p->act_f32 = st_xmalloc((size_t)c.max_tokens * (size_t)p->mc.dim * sizeof(float));
     st_poller_opts po;
     st_poller_opts_default(&po);
     if ((rc = st_poller_start(c.next, &po, &p->pn)) || (rc = st_poller_start(c.back, &po, &p->pb))) {
@@ -220,7 +224,7 @@ int st_pipeline_create(const st_pipeline_config *cfg, st_pipeline **out)
     }
     ST_INFO("pipeline: stages set up (%d layers, head holds %d, %d KV blocks of %d, %s activations)",
             p->mc.n_layers, c.local ? c.local->layer_end : 0, c.n_blocks, c.block_size,
-            c.act_dtype == ST_ACT_BF16 ? "bf16" : "f32");
+            st_act_dtype_name(c.act_dtype));
     *out = p;
     return ST_OK;
 }
@@ -235,6 +239,7 @@ void st_pipeline_destroy(st_pipeline *p)
         st_poller_stop(p->pb);
     if (p->c.local)
         st_stage_free(&p->local);
+    free(p->act_f32);
     for (int i = 0; i < ST_BATCHER_MAX_INFLIGHT; i++)
         free(p->slot[i].buf);
     free(p);
@@ -268,8 +273,8 @@ int st_pipeline_submit(void *ctx, const st_sched_batch *sb, int slot)
         return rc;
     int local = p->c.local != NULL;
     int wire_dt = local ? st_pipe_wire_dt(p->c.act_dtype) : ST_WIRE_DT_I32;
-    uint32_t hidden = local ? (uint32_t)p->mc.dim : 1;
-    size_t payload = (size_t)sb->b.n_tokens * hidden * st_wire_dtype_size(wire_dt);
+    uint32_t hidden = local ? st_pipe_wire_hidden(p->c.act_dtype, p->mc.dim) : 1;
+    size_t payload = local ? st_act_bytes(p->c.act_dtype, sb->b.n_tokens, p->mc.dim) : (size_t)sb->b.n_tokens * 4;
     grow(s, st_pipe_forward_meta_size(sb) + payload);
     uint64_t step = p->step + 1;
     size_t meta;
@@ -282,7 +287,10 @@ int st_pipeline_submit(void *ctx, const st_sched_batch *sb, int slot)
         stamp_trace_id(s->buf, meta, s->traced);
     if (local) {
         uint64_t t0 = s->traced ? st_now_ns() : 0;
-        if ((rc = st_stage_run(&p->local, &sb->b, NULL, 0, NULL, 0, s->buf + meta, p->c.act_dtype)))
+        void *out = p->act_f32 ? (void *)p->act_f32 : s->buf + meta;
+        if ((rc = st_stage_run(&p->local, &sb->b, NULL, 0, NULL, 0, out, p->act_f32 ? ST_ACT_F32 : p->c.act_dtype)))
+            return rc;
+        if (p->act_f32 && (rc = st_act_encode(s->buf + meta, p->act_f32, sb->b.n_tokens, p->mc.dim, ST_ACT_I8)))
             return rc;
         st_trace_step_span(s->traced, ST_TK_STAGE, s->tstep, s->tpipe, 0, t0, s->traced ? st_now_ns() : 0,
                            (uint32_t)sb->b.n_tokens, (uint32_t)sb->b.n_seqs, 0);
