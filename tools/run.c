@@ -55,7 +55,9 @@ static const char usage[] =
     "      --heartbeat-timeout MS        evict a node silent this long (default 5000)\n"
     "      --transport T                 data plane between stages: auto | tcp | shm (default auto:\n"
     "                                    shm between processes on one host, else tcp)\n"
-    "      --act-dtype D                 f32 | bf16 hidden states on the wire (default f32, exact)\n"
+    "      --act-dtype D                 f32 | bf16 | int8 hidden states between stages (default f32,\n"
+    "                                    exact; int8: per-token scales, ~4x fewer bytes, lossy)\n"
+    "      --activation-compression C    none | bf16 | int8 (the same setting)\n"
     "      --trace-sample P              trace this fraction of requests, 0..1 (default 0; GET /debug/trace)\n"
     "      --trace-file F                write Chrome trace JSON of the whole run to F (samples all\n"
     "                                    requests unless --trace-sample says otherwise)\n"
@@ -238,7 +240,7 @@ int st_cmd_run(int argc, char **argv)
         {"max-queued-requests", 1, 0, O_MAXQ}, {"shutdown-grace-ms", 1, 0, O_GRACE},
         {"nodes", 1, 0, 'n'},      {"cluster-token", 1, 0, O_TOKEN}, {"cluster-port", 1, 0, O_CPORT},
         {"cluster-host", 1, 0, O_CHOST}, {"heartbeat-timeout", 1, 0, O_HBTO}, {"transport", 1, 0, O_TRANSPORT},
-        {"act-dtype", 1, 0, O_ACT}, {"trace-sample", 1, 0, O_TRSAMPLE}, {"trace-file", 1, 0, O_TRFILE},
+        {"act-dtype", 1, 0, O_ACT}, {"activation-compression", 1, 0, O_ACT}, {"trace-sample", 1, 0, O_TRSAMPLE}, {"trace-file", 1, 0, O_TRFILE},
         {"verbose", 0, 0, 'v'},    {"help", 0, 0, 'h'},        {0, 0, 0, 0},
     };
     const char *V = "run", *model = NULL, *device = NULL, *trace_file = NULL;
@@ -286,10 +288,11 @@ int st_cmd_run(int argc, char **argv)
                 bad = st_opt_usage_error(V, "--transport takes auto, tcp or shm");
             cc.transport = optarg;
             break;
-        case O_ACT:
-            if (!strcmp(optarg, "f32")) cc.act_dtype = ST_ACT_F32;
+        case O_ACT: /* --act-dtype f32|bf16|int8, or --activation-compression none|bf16|int8 */
+            if (!strcmp(optarg, "f32") || !strcmp(optarg, "none")) cc.act_dtype = ST_ACT_F32;
             else if (!strcmp(optarg, "bf16")) cc.act_dtype = ST_ACT_BF16;
-            else bad = st_opt_usage_error(V, "--act-dtype takes f32 or bf16");
+            else if (!strcmp(optarg, "int8")) cc.act_dtype = ST_ACT_I8;
+            else bad = st_opt_usage_error(V, "--act-dtype / --activation-compression take f32 (none), bf16 or int8");
             break;
         case O_TRSAMPLE: bad = st_trace_parse_sample(optarg, &trace_sample) ? st_opt_usage_error(V, st_errmsg()) : 0; break;
         case O_TRFILE: trace_file = optarg; break;
