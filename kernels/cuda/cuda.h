@@ -22,6 +22,25 @@ extern "C" {
  * memory, uploaded per call. */
 st_backend *st_backend_cuda_create(int device);
 
+/* Sampling on the device, for the last stage: one token id per row of
+ * logits (n_rows, vocab) in device memory (e.g. st_fwd_ctx.logits) comes
+ * back to ids (host, n_rows); the logits never leave the device.
+ * Per row: temperature <= 0 is greedy (argmax, ties to the lowest id);
+ * otherwise top-k (<= 0 off; ties at the k-th value all kept), then top-p
+ * (>= 1 off) over the softmax at that temperature, then a draw in id order
+ * at u (in [0, 1), from the caller's per-sequence seeded RNG, e.g. the
+ * engine sampler's: the same u gives the same token). No penalties, no
+ * min-p, no logprobs yet. Returns ST_OK, ST_EINVAL for a bad argument
+ * (naming it), ST_EIO when the launch fails. */
+typedef struct st_cuda_sample_params {
+    float temperature;
+    int top_k;
+    float top_p;
+    float u;
+} st_cuda_sample_params;
+int st_cuda_sample(st_backend *be, int32_t *ids, const float *logits, int n_rows, int vocab,
+                   const st_cuda_sample_params *p);
+
 /* Number of CUDA devices (0 with no driver or no device). */
 int st_cuda_device_count(void);
 

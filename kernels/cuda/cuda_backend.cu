@@ -3,10 +3,17 @@
  * logged and the op returns without launching), mirrors host arrays on the
  * device, uploads per-call host metadata, launches on one stream.
  *
- * Still to come (issue "CUDA backend"): cuBLAS/cublasLt GEMMs for prefill
- * (n > 1 now runs the matvec kernel once per row), device-side logits and
- * sampling, CUDA graphs for decode, weights uploaded per layer range at
- * load instead of at first use. */
+ * matmul picks, per call, the dequantizing matvec (reads W in its stored
+ * type once per token row) or the cuBLAS GEMM of gemm.cu (dequantizes W to
+ * f32 once, then one GEMM for all rows). By bytes moved, the GEMM wins once
+ * n * b >= b + 8, b = stored bytes per weight (matvec: n * b; GEMM: b read +
+ * 4 written + 4 read): n >= 16 for Q4_0, 15 for Q4_1, 9 for Q8_0, 5 for
+ * f16/bf16, 2 for f32 (used in place, no dequantization). The rule is a
+ * bandwidth estimate, not tuned on a GPU; env ST_CUDA_GEMM_MIN_ROWS=N
+ * replaces it with "n >= N" (tests use it to force one path).
+ *
+ * Still to come (issue "CUDA backend"): CUDA graphs for decode, weights
+ * uploaded per layer range at load instead of at first use. */
 #include "kernels/cuda/cuda.h"
 #include "kernels/cuda/ops.h"
 
@@ -32,6 +39,9 @@ struct cuda_backend {
     int32_t *meta; /* device scratch for ids / positions / block tables */
     size_t meta_cap;
     int32_t *hmeta; /* host staging for meta */
+    st_cu_gemm *gemm; /* cuBLAS, opened at the first GEMM-sized matmul; NULL: matvec only */
+    bool gemm_tried;
+    int gemm_min_rows; /* 0: the bandwidth rule above */
 };
 
 cuda_backend *cu(st_backend *be) { return reinterpret_cast<cuda_backend *>(be); }
@@ -104,6 +114,7 @@ void be_destroy(st_backend *be)
     free(c->mirrors);
     cudaFree(c->meta);
     free(c->hmeta);
+    st_cu_gemm_destroy(c->gemm);
     cudaStreamDestroy(c->stream);
     free(c);
 }
@@ -342,6 +353,32 @@ void be_add(st_backend *be, float *y, const float *x, int n, int d)
         op_failed("add", rc);
 }
 
+/* Whether matmul of n rows takes the GEMM path (see the top of the file);
+ * opens cuBLAS on first need, and stays on matvec if that fails. */
+bool use_gemm(cuda_backend *c, st_dtype t, size_t row_bytes, int cols, int n)
+{
+    if (n < 2)
+        return false;
+    if (c->gemm_min_rows > 0) {
+        if (n < c->gemm_min_rows)
+            return false;
+    } else {
+        const double b = (double)row_bytes / cols;
+        if (t != ST_F32 && (double)n * b < b + 8.0)
+            return false;
+    }
+    if (!c->gemm_tried) {
+        c->gemm_tried = true;
+        const char *why = "?";
+        c->gemm = st_cu_gemm_create(&why);
+        if (c->gemm)
+            ST_INFO("cuda: cuBLAS loaded for prefill GEMMs");
+        else
+            ST_WARN("cuda: no cuBLAS (%s); prefill matmuls run the matvec kernel per row", why);
+    }
+    return c->gemm != nullptr;
+}
+
 void be_matmul(st_backend *be, float *y, const float *x, const st_tensor *W, const float *bias, int n)
 {
     cuda_backend *c = cu(be);
@@ -363,8 +400,14 @@ void be_matmul(st_backend *be, float *y, const float *x, const st_tensor *W, con
     const int rows = (int)W->ne[1], cols = (int)W->ne[0];
     const void *w = W->device ? W->device : mirror_of(c, W->data, W->nbytes);
     const float *db = bias ? static_cast<const float *>(mirror_of(c, bias, sizeof(float) * (size_t)rows)) : nullptr;
-    rc = w && (db || !bias) ? check(st_cu_matvec(y, x, w, W->type, rb, rows, cols, db, n, c->stream), "matvec launch")
-                            : ST_ENOMEM;
+    if (!w || (bias && !db)) {
+        op_failed("matmul", ST_ENOMEM);
+        return;
+    }
+    if (use_gemm(c, W->type, rb, cols, n))
+        rc = check(st_cu_gemm_run(c->gemm, y, x, w, W->type, rb, rows, cols, db, n, c->stream), "gemm");
+    else
+        rc = check(st_cu_matvec(y, x, w, W->type, rb, rows, cols, db, n, c->stream), "matvec launch");
     if (rc)
         op_failed("matmul", rc);
 }
@@ -376,6 +419,37 @@ const st_backend_ops cuda_ops = {
 };
 
 } // namespace
+
+extern "C" int st_cuda_sample(st_backend *be, int32_t *ids, const float *logits, int n_rows, int vocab,
+                              const st_cuda_sample_params *p)
+{
+    if (!be || be->ops != &cuda_ops || !ids || !logits || !p || n_rows < 0 || vocab <= 0)
+        return st_err(ST_EINVAL, "cuda sample: bad argument (backend, pointers, %d rows, vocab %d)", n_rows, vocab);
+    for (int r = 0; r < n_rows; r++)
+        if (!(p[r].temperature <= 100.0f) || !(p[r].top_p > 0.0f) || !(p[r].u >= 0.0f && p[r].u < 1.0f))
+            return st_err(ST_EINVAL, "cuda sample: row %d: temperature, top_p or u out of range", r);
+    if (n_rows == 0)
+        return ST_OK;
+    cuda_backend *c = cu(be);
+    static_assert(sizeof(st_cu_sample_row) == sizeof(st_cuda_sample_params), "same layout");
+    static_assert(sizeof(st_cu_sample_row) % sizeof(int32_t) == 0, "rows are whole int32s");
+    /* the metadata scratch carries the parameters, then the ids come back through it */
+    const size_t words = (size_t)n_rows * (sizeof(st_cu_sample_row) / sizeof(int32_t));
+    memcpy(staging(c, words + (size_t)n_rows), p, sizeof(st_cu_sample_row) * (size_t)n_rows);
+    int32_t *d = upload_meta(c, words + (size_t)n_rows);
+    if (!d)
+        return ST_ENOMEM;
+    int rc = check(st_cu_sample(d + words, logits, n_rows, vocab, reinterpret_cast<const st_cu_sample_row *>(d),
+                                c->stream),
+                   "sample launch");
+    if (!rc)
+        rc = check(cudaMemcpyAsync(ids, d + words, sizeof(int32_t) * (size_t)n_rows, cudaMemcpyDeviceToHost,
+                                   c->stream),
+                   "sample ids download");
+    if (!rc)
+        rc = check(cudaStreamSynchronize(c->stream), "sample sync");
+    return rc;
+}
 
 extern "C" int st_cuda_device_count(void)
 {
@@ -412,6 +486,8 @@ extern "C" st_backend *st_backend_cuda_create(int device)
     c->base.n_threads = 1;
     c->device = device;
     c->stream = s;
+    const char *mr = getenv("ST_CUDA_GEMM_MIN_ROWS");
+    c->gemm_min_rows = mr ? atoi(mr) : 0;
     ST_INFO("cuda: backend on device %d%s", device, ST_EMULATED ? " (SIMT emulator)" : "");
     return &c->base;
 }

@@ -38,6 +38,28 @@ cudaError_t st_cu_embed(float *out, const void *table, st_dtype t, size_t row_by
 cudaError_t st_cu_matvec(float *y, const float *x, const void *W, st_dtype t, size_t row_bytes, int rows, int cols,
                          const float *bias, int n, cudaStream_t s);
 
+/* Prefill GEMM through cuBLAS (gemm.cu): same contract as st_cu_matvec.
+ * W is dequantized into an f32 scratch owned by g (f32 W is used as is),
+ * then one cublasGemmEx (TF32 tensor cores, f32 accumulation). create
+ * returns NULL and sets *why when cuBLAS cannot be loaded; the backend
+ * then keeps the matvec path. */
+struct st_cu_gemm;
+st_cu_gemm *st_cu_gemm_create(const char **why);
+void st_cu_gemm_destroy(st_cu_gemm *g);
+cudaError_t st_cu_gemm_run(st_cu_gemm *g, float *y, const float *x, const void *W, st_dtype t, size_t row_bytes,
+                           int rows, int cols, const float *bias, int n, cudaStream_t s);
+
+/* Device sampling (sample.cu): ids (n_rows,) from logits (n_rows, vocab),
+ * one parameter set per row (see cuda.h, st_cuda_sample). */
+typedef struct {
+    float temperature; /* <= 0: greedy */
+    int top_k;         /* <= 0: off */
+    float top_p;       /* >= 1: off */
+    float u;           /* uniform draw in [0, 1) */
+} st_cu_sample_row;
+cudaError_t st_cu_sample(int32_t *ids, const float *logits, int n_rows, int vocab, const st_cu_sample_row *params,
+                         cudaStream_t s);
+
 /* Paged KV cache and attention. `meta` is one int32 array in device memory:
  *   [0, n_tokens)              position of each row
  *   [n_tokens, 2 n_tokens)     offset of the row's block table in `meta`

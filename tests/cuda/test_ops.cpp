@@ -9,6 +9,10 @@
  *   matmul vs exact       1e-4 x (sum |w x| + 1)
  *   matmul vs cpu         2e-2 x (sum |w x| + 1) for Q-types (the CPU backend
  *                         quantizes activations to 8 bits), 1e-4 otherwise
+ *   GEMM path (cuBLAS, through the shim: TF32 inputs, f32 accumulation)
+ *                         vs exact 1.1e-3 x (sum |w x| + 1): rounding both
+ *                         operands to 10 mantissa bits moves each product
+ *                         by at most 2 x 2^-11 of its size; vs cpu 2e-2
  *   attention             1e-4                  (same f16 cache contents)
  */
 #include "kernels/cuda/cuda.h"
@@ -209,7 +213,8 @@ static void test_rope(st_backend *cpu, st_backend *gpu)
         }
 }
 
-static void test_matmul(st_backend *cpu, st_backend *gpu)
+/* gemm: gpu takes the cuBLAS path for n > 1 (ST_CUDA_GEMM_MIN_ROWS=2). */
+static void test_matmul(st_backend *cpu, st_backend *gpu, bool gemm)
 {
     for (st_dtype t : all_types)
         for (int cols : {96, 320, 75}) {
@@ -220,7 +225,7 @@ static void test_matmul(st_backend *cpu, st_backend *gpu)
             std::vector<float> bias = rvec((size_t)rows);
             std::vector<float> deq((size_t)rows * cols);
             st_dequant_row(t, w.bytes.data(), deq.data(), (int64_t)rows * cols);
-            for (int n : {1, 3})
+            for (int n : {1, 3, 17})
                 for (bool with_bias : {false, true}) {
                     std::vector<float> x = rvec((size_t)n * cols);
                     std::vector<float> exact((size_t)n * rows), mag((size_t)n * rows);
@@ -247,10 +252,12 @@ static void test_matmul(st_backend *cpu, st_backend *gpu)
                         c[i] /= mag[i];
                         exact[i] /= mag[i];
                     }
-                    std::string label = std::string("matmul ") + st_dtype_name(t) + " cols " + std::to_string(cols) +
+                    const bool tf32 = gemm && n > 1;
+                    std::string label = std::string(tf32 ? "gemm " : "matmul ") + st_dtype_name(t) + " cols " +
+                                        std::to_string(cols) +
                                         " n " + std::to_string(n) + (with_bias ? " bias" : "");
-                    compare((label + " vs exact").c_str(), g, exact, 1e-4, false);
-                    compare((label + " vs cpu").c_str(), g, c, is_q(t) ? 2e-2 : 1e-4, false);
+                    compare((label + " vs exact").c_str(), g, exact, tf32 ? 1.1e-3 : 1e-4, false);
+                    compare((label + " vs cpu").c_str(), g, c, is_q(t) || tf32 ? 2e-2 : 1e-4, false);
                     cpu->ops->free(cpu, xc);
                     cpu->ops->free(cpu, yc);
                     gpu->ops->free(gpu, xg);
@@ -358,9 +365,13 @@ int main()
     st_log_set_level(ST_LOG_WARN);
     test_no_device();
     st_backend *cpu = st_backend_cpu_create(1);
+    setenv("ST_CUDA_GEMM_MIN_ROWS", "1000000", 1); /* gpu: the matvec kernel for every n */
     st_backend *gpu = st_backend_cuda_create(0);
-    CHECK(cpu && gpu);
-    if (!cpu || !gpu)
+    setenv("ST_CUDA_GEMM_MIN_ROWS", "2", 1); /* gemm: cuBLAS for n > 1 */
+    st_backend *gemm = st_backend_cuda_create(0);
+    unsetenv("ST_CUDA_GEMM_MIN_ROWS");
+    CHECK(cpu && gpu && gemm);
+    if (!cpu || !gpu || !gemm)
         return test_done();
     const simt::schedule schedules[] = {simt::SCHED_INORDER, simt::SCHED_LOWEST, simt::SCHED_HIGHEST,
                                         simt::SCHED_RANDOM};
@@ -370,11 +381,13 @@ int main()
         test_embed(cpu, gpu);
         test_rows(cpu, gpu);
         test_rope(cpu, gpu);
-        test_matmul(cpu, gpu);
+        test_matmul(cpu, gpu, false);
+        test_matmul(cpu, gemm, true);
         test_attention(cpu, gpu);
     }
     test_bad_input(gpu);
     CHECKF(simt::error_count() == 0, "emulation errors: %s", simt::last_error());
+    st_backend_destroy(gemm);
     st_backend_destroy(gpu);
     st_backend_destroy(cpu);
     return test_done();
