@@ -526,6 +526,7 @@ static int port_open(const char *addr, int listening, st_dpdk_port *p)
     p->mtu = ST_MIN((uint32_t)mtu, p->room - (uint32_t)RTE_ETHER_HDR_LEN);
     if (keep_port(addr, listening))
         snprintf(p->kept_addr, sizeof p->kept_addr, "%s", addr);
+    p->peer_rings = !strncmp(addr, "net_memif", 9);
     return ST_OK;
 fail:
     st_err(ST_EIO, "dpdk: port '%s' could not be set up: %s", devargs, rte_strerror(rc < 0 ? -rc : rc));

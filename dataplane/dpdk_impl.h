@@ -21,6 +21,8 @@ typedef struct st_dpdk_port {
     uint32_t room;             /* mbuf data room, bytes */
     int ip_csum_offload;       /* the port computes IPv4 header checksums */
     char kept_addr[256];       /* memif server: kept for reuse on close (dpdk_eal.c) */
+    int peer_rings;            /* memif: the rings are shared with the peer process, and its
+                                  driver thread unmaps them when the peer leaves */
 } st_dpdk_port;
 
 /* Create and start the port named by a dpdk address (see dpdk.h); memif
