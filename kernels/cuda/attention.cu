@@ -9,7 +9,14 @@
  * into a running softmax (max, sum, acc) kept in registers, lane l owning
  * dims l, l + 32, ... At the end the four partial softmaxes merge through
  * shared memory. Still to come: several rows of one sequence sharing a K/V
- * tile (prefill), and a split-K pass for long contexts. */
+ * tile (prefill).
+ *
+ * Split-K (flash-decoding) for long contexts with few rows: grid.z splits
+ * each row's positions into chunks of `chunk`; split z folds positions
+ * [z chunk, (z+1) chunk) and writes its unnormalised partial (max, sum,
+ * acc[head_dim]) to scratch, and a second kernel merges the splits. A
+ * decode of one sequence then uses n_heads x splits blocks instead of
+ * n_heads, so a 4k context keeps every SM streaming K/V. */
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/ops.h"
 
@@ -58,7 +65,7 @@ cudaError_t st_cu_kv_write(void *K, void *V, const float *k, const float *v, con
 
 /* ---- attention: grid (n_heads, n_tokens), ATT_WARPS warps ------------------------ */
 static __global__ void attention_kernel(float *out, const float *q, const void *K, const void *V, st_cu_paged g,
-                                        int n_heads, float scale)
+                                        int n_heads, float scale, int chunk, float *partial)
 {
     ST_SHARED(float, qs, ATT_MAX_DIM);
     ST_SHARED(float, part_m, ATT_WARPS);
@@ -77,7 +84,8 @@ static __global__ void attention_kernel(float *out, const float *q, const void *
     float m = -INFINITY, l = 0.0f, acc[ATT_PER_LANE];
     for (int j = 0; j < ATT_PER_LANE; j++)
         acc[j] = 0.0f;
-    for (int p = warp; p <= pos; p += ATT_WARPS) {
+    const int p0 = (int)blockIdx.z * chunk, p1 = pos - p0 < chunk ? pos + 1 : p0 + chunk; /* [p0, p1) */
+    for (int p = p0 + warp; p < p1; p += ATT_WARPS) {
         const size_t o = kv_offset(table, p, kvh, g);
         float s = 0.0f;
         for (int d = lane; d < hd; d += 32)
@@ -105,6 +113,21 @@ static __global__ void attention_kernel(float *out, const float *q, const void *
     float L = 0.0f;
     for (int w = 0; w < ATT_WARPS; w++)
         L += part_m[w] == -INFINITY ? 0.0f : part_l[w] * expf(part_m[w] - M);
+    if (partial) { /* split-K: (M, L, acc[hd]) unnormalised, merged by attention_merge_kernel */
+        float *o = partial + (((size_t)row * n_heads + h) * gridDim.z + blockIdx.z) * (hd + 2);
+        for (int d = threadIdx.x; d < hd; d += blockDim.x) {
+            float v = 0.0f;
+            for (int w = 0; w < ATT_WARPS; w++)
+                if (part_m[w] != -INFINITY)
+                    v += part_acc[w * ATT_MAX_DIM + d] * expf(part_m[w] - M);
+            o[2 + d] = v;
+        }
+        if (threadIdx.x == 0) {
+            o[0] = M;
+            o[1] = L;
+        }
+        return;
+    }
     float *o = out + ((size_t)row * n_heads + h) * hd;
     for (int d = threadIdx.x; d < hd; d += blockDim.x) {
         float v = 0.0f;
@@ -123,5 +146,48 @@ cudaError_t st_cu_attention(float *out, const float *q, const void *K, const voi
     if (p->head_dim > ATT_MAX_DIM || p->n_kv_heads <= 0 || n_heads % p->n_kv_heads)
         return cudaErrorInvalidValue;
     return ST_LAUNCH(attention_kernel, dim3((unsigned)n_heads, (unsigned)p->n_tokens), 32 * ATT_WARPS, 0, s, out,
-                     q, K, V, *p, n_heads, scale);
+                     q, K, V, *p, n_heads, scale, INT32_MAX, static_cast<float *>(nullptr));
+}
+
+/* ---- split-K merge: grid (n_heads, n_tokens), threads over dims ------------------- */
+static __global__ void attention_merge_kernel(float *out, const float *partial, int n_heads, int hd, int splits)
+{
+    const int h = blockIdx.x, row = blockIdx.y;
+    const float *part = partial + ((size_t)row * n_heads + h) * splits * (hd + 2);
+    float M = -INFINITY;
+    for (int z = 0; z < splits; z++) /* a split past the row's position has M = -inf, L = 0 */
+        M = fmaxf(M, part[(size_t)z * (hd + 2)]);
+    float L = 0.0f;
+    for (int z = 0; z < splits; z++) {
+        const float m = part[(size_t)z * (hd + 2)];
+        L += m == -INFINITY ? 0.0f : part[(size_t)z * (hd + 2) + 1] * expf(m - M);
+    }
+    float *o = out + ((size_t)row * n_heads + h) * hd;
+    for (int d = threadIdx.x; d < hd; d += blockDim.x) {
+        float v = 0.0f;
+        for (int z = 0; z < splits; z++) {
+            const float m = part[(size_t)z * (hd + 2)];
+            if (m != -INFINITY)
+                v += part[(size_t)z * (hd + 2) + 2 + d] * expf(m - M);
+        }
+        o[d] = v / L;
+    }
+}
+
+cudaError_t st_cu_attention_splitk(float *out, float *partial, const float *q, const void *K, const void *V,
+                                   const st_cu_paged *p, int n_heads, float scale, int chunk, int splits,
+                                   cudaStream_t s)
+{
+    if (p->n_tokens <= 0)
+        return cudaSuccess;
+    if (p->head_dim > ATT_MAX_DIM || p->n_kv_heads <= 0 || n_heads % p->n_kv_heads || chunk <= 0 || splits <= 0 ||
+        splits > 65535)
+        return cudaErrorInvalidValue;
+    const dim3 grid((unsigned)n_heads, (unsigned)p->n_tokens, (unsigned)splits);
+    cudaError_t e = ST_LAUNCH(attention_kernel, grid, 32 * ATT_WARPS, 0, s, out, q, K, V, *p, n_heads, scale, chunk,
+                              partial);
+    if (e != cudaSuccess)
+        return e;
+    return ST_LAUNCH(attention_merge_kernel, dim3((unsigned)n_heads, (unsigned)p->n_tokens), 64, 0, s, out,
+                     static_cast<const float *>(partial), n_heads, p->head_dim, splits);
 }

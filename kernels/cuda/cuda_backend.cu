@@ -42,6 +42,10 @@ struct cuda_backend {
     st_cu_gemm *gemm; /* cuBLAS, opened at the first GEMM-sized matmul; NULL: matvec only */
     bool gemm_tried;
     int gemm_min_rows; /* 0: the bandwidth rule above */
+    int splitk_chunk;  /* positions per split-K chunk; env ST_CUDA_SPLITK_CHUNK forces split-K */
+    bool splitk_forced;
+    float *partial; /* split-K scratch */
+    size_t partial_cap; /* floats */
 };
 
 cuda_backend *cu(st_backend *be) { return reinterpret_cast<cuda_backend *>(be); }
@@ -115,6 +119,7 @@ void be_destroy(st_backend *be)
     cudaFree(c->meta);
     free(c->hmeta);
     st_cu_gemm_destroy(c->gemm);
+    cudaFree(c->partial);
     cudaStreamDestroy(c->stream);
     free(c);
 }
@@ -260,9 +265,35 @@ void be_attention(st_backend *be, float *out, const float *q, const st_kv_cache 
                  : st_err(ST_EINVAL, "bad heads or NULL argument");
     if (!rc && b->n_tokens > 65535)
         rc = st_err(ST_EINVAL, "%d rows exceed one launch", b->n_tokens);
-    if (!rc)
+    /* split-K when one row's context spans several chunks and the grid is
+     * too small to fill the device (a guess of 256 blocks; untuned), or
+     * whenever ST_CUDA_SPLITK_CHUNK is set (tests) */
+    int64_t ctx = 0;
+    for (int i = 0; !rc && i < b->n_seqs; i++)
+        ctx = ST_MAX(ctx, (int64_t)b->seqs[i].pos0 + b->seqs[i].n_tokens);
+    const int64_t splits = (ctx + c->splitk_chunk - 1) / c->splitk_chunk;
+    const bool split = !rc && splits >= 2 && splits <= 65535 &&
+                       (c->splitk_forced || (int64_t)b->n_tokens * n_heads < 256);
+    if (split) {
+        const size_t need = (size_t)b->n_tokens * (size_t)n_heads * (size_t)splits * (size_t)(kv->head_dim + 2);
+        if (need > c->partial_cap) {
+            cudaFree(c->partial);
+            c->partial_cap = 0;
+            if (cudaMalloc(reinterpret_cast<void **>(&c->partial), need * sizeof(float)) != cudaSuccess) {
+                c->partial = nullptr;
+                rc = st_err(ST_ENOMEM, "split-K scratch of %zu floats", need);
+            } else {
+                c->partial_cap = need;
+            }
+        }
+        if (!rc)
+            rc = check(st_cu_attention_splitk(out, c->partial, q, kv->k[layer], kv->v[layer], &p, n_heads, scale,
+                                              c->splitk_chunk, (int)splits, c->stream),
+                       "split-K attention launch");
+    } else if (!rc) {
         rc = check(st_cu_attention(out, q, kv->k[layer], kv->v[layer], &p, n_heads, scale, c->stream),
                    "attention launch");
+    }
     if (rc)
         op_failed("attention", rc);
 }
@@ -488,6 +519,9 @@ extern "C" st_backend *st_backend_cuda_create(int device)
     c->stream = s;
     const char *mr = getenv("ST_CUDA_GEMM_MIN_ROWS");
     c->gemm_min_rows = mr ? atoi(mr) : 0;
+    const char *sk = getenv("ST_CUDA_SPLITK_CHUNK");
+    c->splitk_forced = sk && atoi(sk) > 0;
+    c->splitk_chunk = c->splitk_forced ? atoi(sk) : 256;
     ST_INFO("cuda: backend on device %d%s", device, ST_EMULATED ? " (SIMT emulator)" : "");
     return &c->base;
 }

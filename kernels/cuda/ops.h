@@ -79,5 +79,12 @@ cudaError_t st_cu_kv_write(void *K, void *V, const float *k, const float *v, con
  * h / (n_heads / n_kv_heads). head_dim <= 256. */
 cudaError_t st_cu_attention(float *out, const float *q, const void *K, const void *V, const st_cu_paged *p,
                             int n_heads, float scale, cudaStream_t s);
+/* The same result by split-K: positions of each row in chunks of `chunk`,
+ * `splits` >= ceil((max pos + 1) / chunk) chunks, partials in `partial`
+ * (n_tokens * n_heads * splits * (head_dim + 2) floats of device scratch),
+ * then merged. */
+cudaError_t st_cu_attention_splitk(float *out, float *partial, const float *q, const void *K, const void *V,
+                                   const st_cu_paged *p, int n_heads, float scale, int chunk, int splits,
+                                   cudaStream_t s);
 
 #endif

@@ -128,6 +128,23 @@ static weight make_weight(st_dtype type, int rows, int cols)
     return w;
 }
 
+/* The CUDA backend mirrors host weights and biases keyed by address and
+ * size, and they must not change after first use (cuda.h): keep every one
+ * alive to the end, so that no later array reuses an address. */
+static std::vector<weight *> kept_weights;
+static std::vector<std::vector<float> *> kept_vectors;
+static const weight &keep(weight w)
+{
+    kept_weights.push_back(new weight(std::move(w)));
+    kept_weights.back()->t.data = kept_weights.back()->bytes.data();
+    return *kept_weights.back();
+}
+static const std::vector<float> &keep(std::vector<float> v)
+{
+    kept_vectors.push_back(new std::vector<float>(std::move(v)));
+    return *kept_vectors.back();
+}
+
 static const st_dtype all_types[] = {ST_F32, ST_F16, ST_BF16, ST_Q8_0, ST_Q4_0, ST_Q4_1};
 static bool is_q(st_dtype t) { return t == ST_Q8_0 || t == ST_Q4_0 || t == ST_Q4_1; }
 
@@ -136,7 +153,7 @@ static void test_embed(st_backend *cpu, st_backend *gpu)
 {
     for (st_dtype t : all_types) {
         const int vocab = 37, dim = is_q(t) ? 96 : 75;
-        weight w = make_weight(t, vocab, dim);
+        const weight &w = keep(make_weight(t, vocab, dim));
         const int32_t ids[] = {0, 36, 5, 5, 17, 2};
         const int n = 6;
         std::vector<float> zero((size_t)n * dim, 0.0f);
@@ -154,7 +171,8 @@ static void test_rows(st_backend *cpu, st_backend *gpu)
 {
     for (int dim : {77, 1029}) {
         const int n = 5;
-        std::vector<float> x = rvec((size_t)n * dim, -2.0f, 2.0f), w = rvec((size_t)dim);
+        std::vector<float> x = rvec((size_t)n * dim, -2.0f, 2.0f);
+        const std::vector<float> &w = keep(rvec((size_t)dim));
         float *xc = put(cpu, x), *xg = put(gpu, x);
         float *oc = put(cpu, x), *og = put(gpu, x);
         cpu->ops->rmsnorm(cpu, oc, xc, w.data(), n, dim, 1e-6f);
@@ -201,7 +219,8 @@ static void test_rope(st_backend *cpu, st_backend *gpu)
             std::vector<float> inv((size_t)n_rot / 2);
             for (int i = 0; i < n_rot / 2; i++)
                 inv[(size_t)i] = powf(10000.0f, -2.0f * i / n_rot);
-            st_rope r = {style, n_rot, inv.data()};
+            const std::vector<float> &kinv = keep(inv);
+            st_rope r = {style, n_rot, kinv.data()};
             std::vector<float> x = rvec((size_t)n * n_heads * head_dim);
             float *xc = put(cpu, x), *xg = put(gpu, x);
             cpu->ops->rope(cpu, xc, n, n_heads, head_dim, pos, &r);
@@ -221,8 +240,8 @@ static void test_matmul(st_backend *cpu, st_backend *gpu, bool gemm)
             if (is_q(t) && cols % 32)
                 continue;
             const int rows = 37;
-            weight w = make_weight(t, rows, cols);
-            std::vector<float> bias = rvec((size_t)rows);
+            const weight &w = keep(make_weight(t, rows, cols));
+            const std::vector<float> &bias = keep(rvec((size_t)rows));
             std::vector<float> deq((size_t)rows * cols);
             st_dequant_row(t, w.bytes.data(), deq.data(), (int64_t)rows * cols);
             for (int n : {1, 3, 17})
@@ -333,7 +352,7 @@ static void test_attention(st_backend *cpu, st_backend *gpu)
 /* Bad input is an error message, not a crash or a launch. */
 static void test_bad_input(st_backend *gpu)
 {
-    weight w = make_weight(ST_Q8_0, 4, 64);
+    const weight &w = keep(make_weight(ST_Q8_0, 4, 64));
     std::vector<float> sentinel(64, 7.0f);
     float *o = put(gpu, sentinel);
     const int32_t bad[] = {1, 4};
@@ -370,8 +389,11 @@ int main()
     setenv("ST_CUDA_GEMM_MIN_ROWS", "2", 1); /* gemm: cuBLAS for n > 1 */
     st_backend *gemm = st_backend_cuda_create(0);
     unsetenv("ST_CUDA_GEMM_MIN_ROWS");
-    CHECK(cpu && gpu && gemm);
-    if (!cpu || !gpu || !gemm)
+    setenv("ST_CUDA_SPLITK_CHUNK", "5", 1); /* splitk: split-K attention, 5 positions per chunk */
+    st_backend *splitk = st_backend_cuda_create(0);
+    unsetenv("ST_CUDA_SPLITK_CHUNK");
+    CHECK(cpu && gpu && gemm && splitk);
+    if (!cpu || !gpu || !gemm || !splitk)
         return test_done();
     const simt::schedule schedules[] = {simt::SCHED_INORDER, simt::SCHED_LOWEST, simt::SCHED_HIGHEST,
                                         simt::SCHED_RANDOM};
@@ -384,9 +406,15 @@ int main()
         test_matmul(cpu, gpu, false);
         test_matmul(cpu, gemm, true);
         test_attention(cpu, gpu);
+        test_attention(cpu, splitk); /* contexts of 16..36 positions in chunks of 5 */
     }
     test_bad_input(gpu);
     CHECKF(simt::error_count() == 0, "emulation errors: %s", simt::last_error());
+    for (weight *w : kept_weights)
+        delete w;
+    for (std::vector<float> *v : kept_vectors)
+        delete v;
+    st_backend_destroy(splitk);
     st_backend_destroy(gemm);
     st_backend_destroy(gpu);
     st_backend_destroy(cpu);
