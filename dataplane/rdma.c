@@ -125,6 +125,8 @@ typedef struct rdma_link {
     struct ibv_mr *ctl_mr;
     uint64_t next_tick_ns, last_alive_ns, peer_tick;
     int tick_out;
+    int pend_code;   /* a failure held back until the messages before it are delivered */
+    char pend_why[128];
     /* completions taken by st_link_wait before sleeping, handled by progress */
     struct ibv_wc stash[16];
     int n_stash;
@@ -247,6 +249,19 @@ static int post_data(rdma_link *r)
 }
 
 /* ---- completions ---------------------------------------------------------------- */
+/* A failure that the messages received before it must not share (a rejected
+ * message, the peer's hang-up): they are delivered first, and the link fails
+ * with `code` once the application has taken them all (as a TCP reader gets
+ * the bytes before a bad frame or a FIN). The first such failure wins. */
+static int fail_when_delivered(rdma_link *r, int code, const char *why)
+{
+    if (!r->pend_code) {
+        r->pend_code = code;
+        snprintf(r->pend_why, sizeof r->pend_why, "%s", why);
+    }
+    return r->dlv_n == r->rx_n ? rdma_fail(r, r->pend_code, "%s", r->pend_why) : ST_OK;
+}
+
 static int on_recv(rdma_link *r, const struct ibv_wc *wc)
 {
     int wrapped;
@@ -265,8 +280,10 @@ static int on_recv(rdma_link *r, const struct ibv_wc *wc)
     else if (p.end - r->rel_pos > r->ring_len)
         why = "message overruns unreleased ring space";
     if (why) {
+        char msg[sizeof r->pend_why];
         r->base.stats.frames_rejected++;
-        return rdma_fail(r, ST_EPROTO, "message %llu rejected (%u bytes): %s", (unsigned long long)r->rx_n, len, why);
+        snprintf(msg, sizeof msg, "message %llu rejected (%u bytes): %s", (unsigned long long)r->rx_n, len, why);
+        return fail_when_delivered(r, ST_EPROTO, msg);
     }
     r->rxq[r->rx_n & r->rxq_mask] = (rx_entry){p.start, p.end};
     r->rx_n++;
@@ -283,8 +300,8 @@ static int on_wc(rdma_link *r, const struct ibv_wc *wc)
         return rdma_fail(r, ST_ECONN, "completion failed: %s (vendor error %u); the queue pair is in error",
                          ibv_wc_status_str(wc->status), wc->vendor_err);
     }
-    if (wc->opcode == IBV_WC_RECV_RDMA_WITH_IMM)
-        return on_recv(r, wc);
+    if (wc->opcode == IBV_WC_RECV_RDMA_WITH_IMM) /* nothing is taken after a held-back failure */
+        return r->pend_code ? ST_OK : on_recv(r, wc);
     switch (WR_KIND(wc->wr_id)) {
     case WR_CHUNK:
         r->data_out--;
@@ -322,6 +339,22 @@ static int poll_cq(rdma_link *r)
 }
 
 /* ---- progress --------------------------------------------------------------------- */
+/* The peer hung up (EOF or goodbye on the control channel). A sender closes
+ * after its writes completed, and the responder raises the receive
+ * completion before it acknowledges the write, so everything the peer sent
+ * is in our CQ by now, though maybe not yet polled: take it, and fail with
+ * ST_ECONN once the application has received it all, so that a close right
+ * after the last send loses nothing. */
+static int peer_hung_up(rdma_link *r)
+{
+    if (!r->pend_code) {
+        int rc = poll_cq(r);
+        if (rc)
+            return rc;
+    }
+    return fail_when_delivered(r, ST_ECONN, "peer closed the link");
+}
+
 static int liveness(rdma_link *r, uint64_t now)
 {
     r->next_tick_ns = now + (uint64_t)r->base.opts.heartbeat_ms * 1000000ull;
@@ -333,7 +366,7 @@ static int liveness(rdma_link *r, uint64_t now)
     char b;
     ssize_t n = recv(r->ctl_fd, &b, 1, MSG_DONTWAIT);
     if (n == 0 || (n == 1 && b == 'B'))
-        return rdma_fail(r, ST_ECONN, "peer closed the link");
+        return peer_hung_up(r);
     if (n < 0 && errno != EAGAIN && errno != EINTR)
         return rdma_fail(r, ST_ECONN, "control channel: %s", strerror(errno));
     if (!r->tick_out) {
@@ -352,6 +385,8 @@ static int rdma_progress(st_link *k)
     int rc = poll_cq(r);
     if (rc)
         return rc;
+    if (r->pend_code) /* nothing more to send or acknowledge: deliver, then fail */
+        return fail_when_delivered(r, r->pend_code, r->pend_why);
     uint64_t rel = __atomic_load_n(&r->ctl->released, __ATOMIC_ACQUIRE);
     if (rel != r->peer_rel) {
         if (rel < r->peer_rel || rel > r->posted)
@@ -382,7 +417,7 @@ static int rdma_recv(st_link *k, st_msg *out)
     if (k->err)
         return k->err;
     if (r->dlv_n == r->rx_n)
-        return ST_EAGAIN;
+        return r->pend_code ? fail_when_delivered(r, r->pend_code, r->pend_why) : ST_EAGAIN;
     const rx_entry *e = &r->rxq[r->dlv_n & r->rxq_mask];
     out->data = r->rx->addr + e->start % r->ring_len;
     out->len = (size_t)(e->end - e->start);
@@ -411,7 +446,7 @@ static int rdma_wait(st_link *k, uint64_t ticket, int timeout_ms)
     rdma_link *r = (rdma_link *)k;
     if (k->err)
         return k->err;
-    if (atomic_load(&r->wakes) != ticket)
+    if (atomic_load(&r->wakes) != ticket || r->pend_code) /* the link fails once drained */
         return ST_OK;
     /* arm first, then look once more: a completion that arrived before the
      * arming raises no event, so it is taken here and handled by progress */
