@@ -2,7 +2,7 @@
  * transport between two processes (fork), beside a plain blocking-socket
  * baseline and single-core memcpy bandwidth, so results read as ratios.
  *
- *   strait bench transport [--transport tcp|shm|dpdk|tcp-baseline] [--size B | --sizes B,B,...]
+ *   strait bench transport [--transport tcp|shm|dpdk|rdma|tcp-baseline] [--size B | --sizes B,B,...]
  *                          [--count N] [--mode inline|poller] [--dataplane-cores C0,C1] [--json]
  *
  * Per size: ping-pong of one message each way (latency = RTT/2, p50/p99/p999),
@@ -51,7 +51,8 @@ typedef struct result {
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: strait bench transport [--transport tcp|shm|dpdk|tcp-baseline] [--size BYTES | --sizes B,B,...]\n"
+    fprintf(f, "usage: strait bench transport [--transport tcp|shm|dpdk|rdma|tcp-baseline]\n"
+               "                              [--size BYTES | --sizes B,B,...]\n"
                "                              [--count N] [--mode inline|poller] [--dataplane-cores C0[,C1]] [--json]\n"
                "                              [--listen ADDR | --connect ADDR]\n"
                "  sizes take K/M suffixes (KiB/MiB); default sweep 64 B .. 64 MiB\n"
@@ -127,8 +128,9 @@ static int parse(int argc, char **argv, bopts *o)
             return bad(a, "", "missing value");
         i++;
         if (!strcmp(a, "--transport")) {
-            if (strcmp(v, "tcp") && strcmp(v, "shm") && strcmp(v, "dpdk") && strcmp(v, "tcp-baseline"))
-                return bad(a, v, "expected tcp, shm, dpdk or tcp-baseline");
+            if (strcmp(v, "tcp") && strcmp(v, "shm") && strcmp(v, "dpdk") && strcmp(v, "rdma") &&
+                strcmp(v, "tcp-baseline"))
+                return bad(a, v, "expected tcp, shm, dpdk, rdma or tcp-baseline");
             o->transport = v;
         } else if (!strcmp(a, "--size")) {
             if (parse_size(v, &o->sizes[0]) != 0)
