@@ -42,6 +42,7 @@ struct cuda_backend {
     st_cu_gemm *gemm; /* cuBLAS, opened at the first GEMM-sized matmul; NULL: matvec only */
     bool gemm_tried;
     int gemm_min_rows; /* 0: the bandwidth rule above */
+    int gemm_chunk_rows; /* env ST_CUDA_GEMM_CHUNK_ROWS (tests); 0: gemm.cu's scratch limit */
     int splitk_chunk;  /* positions per split-K chunk; env ST_CUDA_SPLITK_CHUNK forces split-K */
     bool splitk_forced;
     float *partial; /* split-K scratch */
@@ -401,7 +402,7 @@ bool use_gemm(cuda_backend *c, st_dtype t, size_t row_bytes, int cols, int n)
     if (!c->gemm_tried) {
         c->gemm_tried = true;
         const char *why = "?";
-        c->gemm = st_cu_gemm_create(&why);
+        c->gemm = st_cu_gemm_create(c->gemm_chunk_rows, &why);
         if (c->gemm)
             ST_INFO("cuda: cuBLAS loaded for prefill GEMMs");
         else
@@ -519,6 +520,8 @@ extern "C" st_backend *st_backend_cuda_create(int device)
     c->stream = s;
     const char *mr = getenv("ST_CUDA_GEMM_MIN_ROWS");
     c->gemm_min_rows = mr ? atoi(mr) : 0;
+    const char *cr = getenv("ST_CUDA_GEMM_CHUNK_ROWS");
+    c->gemm_chunk_rows = cr ? atoi(cr) : 0;
     const char *sk = getenv("ST_CUDA_SPLITK_CHUNK");
     c->splitk_forced = sk && atoi(sk) > 0;
     c->splitk_chunk = c->splitk_forced ? atoi(sk) : 256;

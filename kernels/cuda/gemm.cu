@@ -12,6 +12,12 @@
  * W (as the column-major cols x rows matrix, transposed) * x^T (cols x n):
  * transa = T, transb = N, m = rows, n = n, k = cols.
  *
+ * The scratch holds at most GEMM_SCRATCH_ELEMS f32 (64 MiB): a larger W
+ * (an output matrix of 128k x 4096 would need 2 GiB) is done in chunks of
+ * rows, each dequantized and multiplied in turn, writing the matching
+ * columns of y (ldc = rows). A chunk size given at creation replaces that
+ * (tests use it to cross chunk edges on small shapes).
+ *
  * cuBLAS is not linked: the library is opened at run time (dlopen of
  * libcublas.so.13 / .12 / .so), so the binary starts and the backend works
  * (matvec path only) on machines without it. In the emulated test build
@@ -42,11 +48,14 @@ struct st_cu_gemm {
     gemm_ex_fn gemm_ex;
     cublasHandle_t h;
     cudaStream_t bound; /* stream last given to cublasSetStream */
-    float *scratch;     /* dequantized W, (rows, cols) f32 */
+    float *scratch;     /* dequantized rows of W, (chunk rows, cols) f32 */
     size_t scratch_elems;
+    int chunk_rows;     /* 0: as many as GEMM_SCRATCH_ELEMS allows */
 };
 
-st_cu_gemm *st_cu_gemm_create(const char **why)
+#define GEMM_SCRATCH_ELEMS ((size_t)16 << 20)
+
+st_cu_gemm *st_cu_gemm_create(int chunk_rows, const char **why)
 {
     st_cu_gemm g = {};
 #if ST_EMULATED
@@ -80,6 +89,7 @@ st_cu_gemm *st_cu_gemm_create(const char **why)
         *why = "cublasCreate failed";
         return nullptr;
     }
+    g.chunk_rows = chunk_rows > 0 ? chunk_rows : 0;
     st_cu_gemm *p = new st_cu_gemm(g);
     return p;
 }
@@ -160,28 +170,8 @@ cudaError_t st_cu_gemm_run(st_cu_gemm *g, float *y, const float *x, const void *
 {
     if (n <= 0 || rows <= 0)
         return cudaSuccess;
-    const float *A = static_cast<const float *>(W);
-    int lda = cols;
-    if (t != ST_F32 || row_bytes != (size_t)cols * sizeof(float)) {
-        const size_t need = (size_t)rows * (size_t)cols;
-        if (need > g->scratch_elems) {
-            cudaFree(g->scratch);
-            g->scratch = nullptr;
-            g->scratch_elems = 0;
-            cudaError_t e = cudaMalloc(reinterpret_cast<void **>(&g->scratch), need * sizeof(float));
-            if (e != cudaSuccess)
-                return e;
-            g->scratch_elems = need;
-        }
-        const size_t threads = (size_t)rows * (size_t)((cols + 31) / 32);
-        cudaError_t e = ST_LAUNCH(dequant_kernel, (unsigned)((threads + 255) / 256), 256, 0, s, g->scratch,
-                                  static_cast<const uint8_t *>(W), t, row_bytes, rows, cols);
-        if (e != cudaSuccess)
-            return e;
-        A = g->scratch;
-    }
     float beta = 0.0f;
-    if (bias) {
+    if (bias) { /* y = bias in every row, then the GEMM adds onto it */
         const size_t count = (size_t)n * (size_t)rows;
         cudaError_t e = ST_LAUNCH(bias_rows_kernel, (unsigned)((count + 255) / 256), 256, 0, s, y, bias, rows, count);
         if (e != cudaSuccess)
@@ -193,9 +183,41 @@ cudaError_t st_cu_gemm_run(st_cu_gemm *g, float *y, const float *x, const void *
             return cudaErrorUnknown;
         g->bound = s;
     }
+    const bool direct = t == ST_F32 && row_bytes == (size_t)cols * sizeof(float); /* W used in place */
+    int chunk = rows;
+    if (!direct) {
+        chunk = g->chunk_rows > 0 ? g->chunk_rows : (int)(GEMM_SCRATCH_ELEMS / (size_t)cols);
+        chunk = chunk < 1 ? 1 : chunk > rows ? rows : chunk;
+        const size_t need = (size_t)chunk * (size_t)cols;
+        if (need > g->scratch_elems) {
+            cudaFree(g->scratch);
+            g->scratch = nullptr;
+            g->scratch_elems = 0;
+            cudaError_t e = cudaMalloc(reinterpret_cast<void **>(&g->scratch), need * sizeof(float));
+            if (e != cudaSuccess)
+                return e;
+            g->scratch_elems = need;
+        }
+    }
     const float alpha = 1.0f;
-    const cublasStatus_t st = g->gemm_ex(g->h, CUBLAS_OP_T, CUBLAS_OP_N, rows, n, cols, &alpha, A, CUDA_R_32F, lda, x,
-                                         CUDA_R_32F, cols, &beta, y, CUDA_R_32F, rows, CUBLAS_COMPUTE_32F_FAST_TF32,
-                                         CUBLAS_GEMM_DEFAULT);
-    return st == CUBLAS_STATUS_SUCCESS ? cudaSuccess : cudaErrorUnknown;
+    for (int r0 = 0; r0 < rows; r0 += chunk) {
+        const int m = rows - r0 < chunk ? rows - r0 : chunk;
+        const uint8_t *wr = static_cast<const uint8_t *>(W) + (size_t)r0 * row_bytes;
+        const float *A = reinterpret_cast<const float *>(wr);
+        if (!direct) {
+            const size_t threads = (size_t)m * (size_t)((cols + 31) / 32);
+            cudaError_t e = ST_LAUNCH(dequant_kernel, (unsigned)((threads + 255) / 256), 256, 0, s, g->scratch, wr,
+                                      t, row_bytes, m, cols);
+            if (e != cudaSuccess)
+                return e;
+            A = g->scratch;
+        }
+        /* columns r0 .. r0+m of y^T, i.e. y[:, r0 : r0+m] with row stride `rows` */
+        const cublasStatus_t st = g->gemm_ex(g->h, CUBLAS_OP_T, CUBLAS_OP_N, m, n, cols, &alpha, A, CUDA_R_32F, cols,
+                                             x, CUDA_R_32F, cols, &beta, y + r0, CUDA_R_32F, rows,
+                                             CUBLAS_COMPUTE_32F_FAST_TF32, CUBLAS_GEMM_DEFAULT);
+        if (st != CUBLAS_STATUS_SUCCESS)
+            return cudaErrorUnknown;
+    }
+    return cudaSuccess;
 }

@@ -40,11 +40,12 @@ cudaError_t st_cu_matvec(float *y, const float *x, const void *W, st_dtype t, si
 
 /* Prefill GEMM through cuBLAS (gemm.cu): same contract as st_cu_matvec.
  * W is dequantized into an f32 scratch owned by g (f32 W is used as is),
- * then one cublasGemmEx (TF32 tensor cores, f32 accumulation). create
+ * then one cublasGemmEx (TF32 tensor cores, f32 accumulation), in chunks
+ * of rows when W is large (see gemm.cu). create
  * returns NULL and sets *why when cuBLAS cannot be loaded; the backend
  * then keeps the matvec path. */
 struct st_cu_gemm;
-st_cu_gemm *st_cu_gemm_create(const char **why);
+st_cu_gemm *st_cu_gemm_create(int chunk_rows /* 0: by the scratch limit */, const char **why);
 void st_cu_gemm_destroy(st_cu_gemm *g);
 cudaError_t st_cu_gemm_run(st_cu_gemm *g, float *y, const float *x, const void *W, st_dtype t, size_t row_bytes,
                            int rows, int cols, const float *bias, int n, cudaStream_t s);

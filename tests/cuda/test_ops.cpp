@@ -387,8 +387,10 @@ int main()
     setenv("ST_CUDA_GEMM_MIN_ROWS", "1000000", 1); /* gpu: the matvec kernel for every n */
     st_backend *gpu = st_backend_cuda_create(0);
     setenv("ST_CUDA_GEMM_MIN_ROWS", "2", 1); /* gemm: cuBLAS for n > 1 */
+    setenv("ST_CUDA_GEMM_CHUNK_ROWS", "8", 1); /* 37 rows: 4 chunks of 8 and one of 5 */
     st_backend *gemm = st_backend_cuda_create(0);
     unsetenv("ST_CUDA_GEMM_MIN_ROWS");
+    unsetenv("ST_CUDA_GEMM_CHUNK_ROWS");
     setenv("ST_CUDA_SPLITK_CHUNK", "5", 1); /* splitk: split-K attention, 5 positions per chunk */
     st_backend *splitk = st_backend_cuda_create(0);
     unsetenv("ST_CUDA_SPLITK_CHUNK");
