@@ -28,7 +28,8 @@
  *    mantissa) as tensor cores do (measured 0.015).
  *  - "cpu": the CPU backend as it is; it quantizes activations to 8 bits
  *    for Q4_1/Q8_0 weights (about 0.4% per value), the CUDA kernels keep
- *    them in f32, so the logits differ by more: tolerance CPU_TOL.
+ *    them in f32, so the logits differ by more: tolerance CPU_TOL (measured
+ *    0.23), CPU_TOL_FULL with all 30 layers (measured 0.49).
  * Beside the bounds, the CUDA argmax must be a top token of the reference
  * (its reference logit within REF_TOL std of the max), so a near tie
  * cannot fail the test. */
@@ -49,7 +50,7 @@ extern "C" {
 
 #include "tests/test.h"
 
-static const double REF_TOL = 0.01, REF_TOL_TF32 = 0.05, CPU_TOL = 0.5;
+static const double REF_TOL = 0.01, REF_TOL_TF32 = 0.05, CPU_TOL = 0.5, CPU_TOL_FULL = 1.5;
 
 /* The CPU backend's matmul swapped for the double-precision reference. */
 static st_backend_ops ref_ops;
@@ -248,7 +249,7 @@ int main()
         if (!gpu)
             break;
         const double t0 = st_now_s();
-        const double tol = ps.tf32 ? REF_TOL_TF32 : REF_TOL;
+        const double tol = ps.tf32 ? REF_TOL_TF32 : REF_TOL, cpu_tol = full ? CPU_TOL_FULL : CPU_TOL;
         const std::vector<std::vector<float>> got = run_all(gpu);
         st_backend_destroy(gpu);
         double worst_ref = 0, worst_cpu = 0;
@@ -257,11 +258,11 @@ int main()
                 const size_t o = (size_t)r * vocab;
                 bool top_ok = false, unused;
                 const double e = row_error(got[si].data() + o, ref_logits[si].data() + o, vocab, tol, &top_ok);
-                const double ec = row_error(got[si].data() + o, cpu_logits[si].data() + o, vocab, CPU_TOL, &unused);
+                const double ec = row_error(got[si].data() + o, cpu_logits[si].data() + o, vocab, cpu_tol, &unused);
                 CHECKF(e <= tol, "%s step %zu seq %d: logits differ from ref by %.4f std (tolerance %.3f)",
                        simt::schedule_name(sch), si, r, e, tol);
-                CHECKF(ec <= CPU_TOL, "%s step %zu seq %d: logits differ from cpu by %.4f std (tolerance %.2f)",
-                       simt::schedule_name(sch), si, r, ec, CPU_TOL);
+                CHECKF(ec <= cpu_tol, "%s step %zu seq %d: logits differ from cpu by %.4f std (tolerance %.2f)",
+                       simt::schedule_name(sch), si, r, ec, cpu_tol);
                 CHECKF(top_ok, "%s step %zu seq %d: cuda argmax is not a top token of ref",
                        simt::schedule_name(sch), si, r);
                 worst_ref = e > worst_ref ? e : worst_ref;
