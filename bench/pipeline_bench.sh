@@ -6,13 +6,14 @@
 #   tcp      the same over TCP on loopback
 #   netns    the same over TCP, each node in its own network namespace (veth; root only)
 #   delay35  tcp with STRAIT_LINK_DELAY_MS=35 on every process (a coast-to-coast link each way)
+#   delay35x1  the same with one micro-batch in flight (--max-inflight 1): what pipelining hides
 # Each runs `strait bench serve` (streaming completions, greedy, full length) and
 # the script prints a table and one JSON line per configuration with output tok/s,
 # TTFT/TPOT p50/p99 and efficiency = tok/s / one's tok/s from the same run.
 #
 #   bench/pipeline_bench.sh [path/to/strait] [CONCURRENCY] [REQUESTS]
 #
-# Environment: MODEL (default: the default model), CONFIGS (default "one shm tcp netns delay35"),
+# Environment: MODEL (default: the default model), CONFIGS (default: all of the above),
 # INPUT_LEN / OUTPUT_LEN (64 / 64). A noisy shared machine: compare ratios from one run.
 set -u
 STRAIT=$(readlink -f "${1:-build/strait}")
@@ -20,7 +21,7 @@ CONC=${2:-16}
 NREQ=${3:-32}
 IN=${INPUT_LEN:-64}
 OUT=${OUTPUT_LEN:-64}
-CONFIGS=${CONFIGS:-one shm tcp netns delay35}
+CONFIGS=${CONFIGS:-one shm tcp netns delay35 delay35x1}
 MODEL=${MODEL:-$("$STRAIT" models path 2>/dev/null)}
 [ -f "$MODEL" ] || { echo "no model (set MODEL or run: strait models pull)" >&2; exit 1; }
 N_LAYERS=$("$STRAIT" inspect -m "$MODEL" 2>/dev/null | sed -n 's/^ *layers \([0-9]*\)$/\1/p' | head -1)
@@ -64,7 +65,7 @@ stop_all() {
 start_cluster() {
   local name=$1 tr=$2 xs=${3:-} xa=${4:-} xb=${5:-} sa=${6:-127.0.0.1} sb=${7:-127.0.0.1}
   $xs "$STRAIT" run -m "$MODEL" -n 2 --port 0 --host 127.0.0.1 --cluster-port 0 --cluster-token "$TOKEN" \
-    --transport "$tr" >"$TMP/$name.sched.log" 2>&1 &
+    --transport "$tr" ${SCHED_EXTRA:-} >"$TMP/$name.sched.log" 2>&1 &
   PIDS+=($!)
   local api ctl
   api=$(wait_log "$TMP/$name.sched.log" 's|.*listening on http://127\.0\.0\.1:\([0-9]*\).*|\1|p') || return 1
@@ -118,6 +119,11 @@ for c in $CONFIGS; do
   delay35)
     export STRAIT_LINK_DELAY_MS=35
     url=$(start_cluster delay35 tcp)
+    unset STRAIT_LINK_DELAY_MS
+    ;;
+  delay35x1)
+    export STRAIT_LINK_DELAY_MS=35
+    SCHED_EXTRA="--max-inflight 1" url=$(start_cluster delay35x1 tcp)
     unset STRAIT_LINK_DELAY_MS
     ;;
   netns)

@@ -58,6 +58,7 @@ static const char usage[] =
     "      --act-dtype D                 f32 | bf16 | int8 hidden states between stages (default f32,\n"
     "                                    exact; int8: per-token scales, ~4x fewer bytes, lossy)\n"
     "      --activation-compression C    none | bf16 | int8 (the same setting)\n"
+    "      --max-inflight N              micro-batches in flight per pipeline (default: one per stage)\n"
     "      --trace-sample P              trace this fraction of requests, 0..1 (default 0; GET /debug/trace)\n"
     "      --trace-file F                write Chrome trace JSON of the whole run to F (samples all\n"
     "                                    requests unless --trace-sample says otherwise)\n"
@@ -67,7 +68,7 @@ static const char usage[] =
 enum {
     O_HOST = 256, O_PORT, O_DEVICE, O_MAXTOK, O_MAXBS, O_KVMEM, O_CTX, O_NOPREFIX, O_NAME, O_KEY, O_KEYFILE,
     O_CERT, O_TLSKEY, O_MAXBODY, O_MAXQ, O_GRACE, O_TOKEN, O_CPORT, O_CHOST, O_HBTO, O_TRANSPORT, O_ACT,
-    O_TRSAMPLE, O_TRFILE,
+    O_TRSAMPLE, O_TRFILE, O_INFLIGHT,
 };
 
 /* ---- /cluster/status ------------------------------------------------------------------ */
@@ -241,10 +242,12 @@ int st_cmd_run(int argc, char **argv)
         {"nodes", 1, 0, 'n'},      {"cluster-token", 1, 0, O_TOKEN}, {"cluster-port", 1, 0, O_CPORT},
         {"cluster-host", 1, 0, O_CHOST}, {"heartbeat-timeout", 1, 0, O_HBTO}, {"transport", 1, 0, O_TRANSPORT},
         {"act-dtype", 1, 0, O_ACT}, {"activation-compression", 1, 0, O_ACT}, {"trace-sample", 1, 0, O_TRSAMPLE}, {"trace-file", 1, 0, O_TRFILE},
+        {"max-inflight", 1, 0, O_INFLIGHT},
         {"verbose", 0, 0, 'v'},    {"help", 0, 0, 'h'},        {0, 0, 0, 0},
     };
     const char *V = "run", *model = NULL, *device = NULL, *trace_file = NULL;
     double trace_sample = -1;
+    int inflight = 0;
     st_http_server_config hc = st_cli_api_config_default();
     st_batcher_config bc = st_batcher_config_default();
     st_cluster_config cc = st_cluster_config_default();
@@ -296,6 +299,7 @@ int st_cmd_run(int argc, char **argv)
             break;
         case O_TRSAMPLE: bad = st_trace_parse_sample(optarg, &trace_sample) ? st_opt_usage_error(V, st_errmsg()) : 0; break;
         case O_TRFILE: trace_file = optarg; break;
+        case O_INFLIGHT: bad = st_opt_int(V, "max-inflight", optarg, 1, ST_BATCHER_MAX_INFLIGHT, &inflight); break;
         case 'h': fputs(usage, stdout); free(keys); return 0;
         case ':': free(keys); return st_cli_missing_value(V, argv, optopt);
         default: free(keys); return st_cli_unknown_option(V, argv, optopt);
@@ -338,6 +342,7 @@ int st_cmd_run(int argc, char **argv)
         cc.listen = listen;
         cc.n_nodes = n_nodes;
         cc.batcher = bc;
+        cc.batcher.max_inflight = inflight; /* 0: one per stage of each pipeline */
         rc = run_cluster(V, &hc, &cc, model);
     } else {
         rc = run_local(V, &hc, &bc, model, device, threads);

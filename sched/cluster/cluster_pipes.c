@@ -331,7 +331,9 @@ static int pipe_start(cl_state *cl, cl_pipe *p)
     bc.external_exec = 1;
     bc.n_blocks = p->n_blocks;
     bc.kv_cache_bytes = 0;
-    bc.max_inflight = ST_MIN(p->n_stages, ST_BATCHER_MAX_INFLIGHT); /* a batch on every stage */
+    /* a batch on every stage, unless `strait run --max-inflight` said otherwise */
+    bc.max_inflight = cl->cfg.batcher.max_inflight > 0 ? cl->cfg.batcher.max_inflight
+                                                       : ST_MIN(p->n_stages, ST_BATCHER_MAX_INFLIGHT);
     if ((rc = st_batcher_create(cl->m, NULL, &bc, &p->b)))
         return rc;
     st_batcher_stats bs;
