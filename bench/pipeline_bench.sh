@@ -123,8 +123,9 @@ for c in $CONFIGS; do
     ;;
   delay35x1)
     export STRAIT_LINK_DELAY_MS=35
-    SCHED_EXTRA="--max-inflight 1" url=$(start_cluster delay35x1 tcp)
-    unset STRAIT_LINK_DELAY_MS
+    SCHED_EXTRA="--max-inflight 1"
+    url=$(start_cluster delay35x1 tcp)
+    unset STRAIT_LINK_DELAY_MS SCHED_EXTRA
     ;;
   netns)
     if setup_netns; then
