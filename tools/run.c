@@ -164,7 +164,7 @@ static int run_local(const char *V, st_http_server_config *hc, st_batcher_config
         (rc = st_batcher_start(b)) || (rc = st_router_add(r, b, NULL, NULL, &pid))) {
         rc = st_cli_fail(V, rc);
     } else {
-        status_ctx sc = {.router = r, .model = cm.model->path, .device = device ? device : "auto",
+        status_ctx sc = {.router = r, .model = cm.model->path, .device = cm.backend->ops->name,
                          .n_layers = cm.model->cfg.n_layers};
         st_http_route routes[3];
         add_status_routes(hc, routes, &sc);

@@ -4,6 +4,7 @@
  * pipeline counters, never waits on a node. */
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common/st_common.h"
 #include "sched/cluster/cluster_internal.h"
@@ -132,10 +133,12 @@ void st_cluster_status_local_json(const char *model, const char *device, int n_l
                       "\"name\":\"local\",\"address\":\"\",",
                  n_layers);
     put_str(out, "device", device);
-    st_sb_printf(out, ",\"memory_bytes\":0,\"usable_bytes\":0,\"flops\":0,\"mem_bw\":0,\"layers\":[0,%d],"
+    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE); /* this machine's memory */
+    unsigned long long mem = pages > 0 && page > 0 ? (unsigned long long)pages * (unsigned long long)page : 0;
+    st_sb_printf(out, ",\"memory_bytes\":%llu,\"usable_bytes\":%llu,\"flops\":0,\"mem_bw\":0,\"layers\":[0,%d],"
                       "\"pipeline\":0,\"stage\":0,\"state\":\"ready\",\"load\":%d,\"rtt_ms\":0,\"last_seen_ms\":0,"
                       "\"error\":\"\"}],\"pipelines\":[",
-                 n_layers, n_ri > 0 ? ri[0].n_running + ri[0].n_waiting : 0);
+                 mem, mem, n_layers, n_ri > 0 ? ri[0].n_running + ri[0].n_waiting : 0);
     if (n_ri > 0) {
         st_sb_printf(out, "{\"id\":0,\"epoch\":0,\"stages\":[\"local\"],\"layers\":[[0,%d]],\"state\":\"%s\","
                           "\"kv_tokens\":0,\"n_blocks\":%d,\"transport_in\":\"local\",\"transport_back\":\"local\"",
