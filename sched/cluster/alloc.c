@@ -297,8 +297,8 @@ static int no_fit(const alloc_ctx *c)
     if (need > offer)
         return st_err(ST_ENOMEM,
                       "the model needs %.2f GiB (weights %.2f + KV %.2f for %d tokens) but the %d nodes offer "
-                      "%.2f GiB: %.2f GiB missing",
-                      need, weights, kv, m->min_kv_tokens, c->n, offer, need - offer);
+                      "%.2f GiB: %.2f GiB missing (%.0f MiB)",
+                      need, weights, kv, m->min_kv_tokens, c->n, offer, need - offer, (need - offer) * 1024 + 0.5);
     return st_err(ST_ENOMEM,
                   "the model needs %.2f GiB (weights %.2f + KV %.2f for %d tokens) and the %d nodes offer %.2f GiB, "
                   "but no group of them holds every layer: a layer cannot be split across nodes, and the largest "
