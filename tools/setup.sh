@@ -24,6 +24,7 @@ PACKAGES=(
   libjemalloc-dev                       # the process allocator
   libcurl4-openssl-dev libssl-dev zlib1g-dev   # model downloads, checksums
   libdpdk-dev libibverbs-dev            # kernel-bypass transports
+  qemu-system-x86 busybox-static ibverbs-providers cpio   # the soft-RoCE VM test (test_rdma_vm.sh)
   libh2o-evloop-dev                     # HTTP front end
   python3 python3-pip python3-venv      # the default model from PyPI; the openai client test
   iproute2 procps                       # network-namespace tests

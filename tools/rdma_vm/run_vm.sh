@@ -66,7 +66,7 @@ if [ "$accel" = tcg ]; then
     boot tcg max
 fi
 echo "run_vm: accel $accel" >&2
-wait $qpid
+wait $qpid 2>/dev/null
 rc=$?
 [ $rc = 137 ] && rc=124
 exit $rc
