@@ -457,7 +457,9 @@ async function statusStream() {
     await readEvents(res, (data, event) => {
       let j;
       try { j = JSON.parse(data); } catch (e) { return; }
-      if (event === 'error' || j.error) { live.error = (j.error && j.error.message) || 'status error'; renderStatus(); return; }
+      /* an API error is {"error":{"message":...}}; a status's own "error" is the plan's (a string) */
+      const apiError = j.error && typeof j.error === 'object';
+      if (event === 'error' || apiError) { live.error = (apiError && j.error.message) || 'status error'; renderStatus(); return; }
       live.error = '';
       setStatus(j);
     });
