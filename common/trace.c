@@ -266,7 +266,7 @@ void st_trace_step_span(uint64_t traced, int kind, uint64_t step, uint32_t pipe,
         return;
     st_trace_rec r = {.ts_ns = t0, .dur_ns = t1 > t0 ? t1 - t0 : 0, .step = step, .pipe = pipe,
                       .kind = (uint16_t)kind, .phase = 'X', .n_tokens = n_tokens, .n_seqs = n_seqs,
-                      .bytes = bytes, .stage = stage};
+                      .bytes = bytes, .stage = stage, .aux = (uint32_t)traced};
     st_trace_emit(&r);
 }
 
@@ -354,12 +354,47 @@ int st_trace_snapshot(st_trace_rec **out, uint32_t **tids, size_t *n_out)
 
 uint64_t st_trace_dropped(void) { return LD(&st_trace_g.dropped); }
 
+size_t st_trace_take_new(st_trace_rec *out, uint32_t *tids, size_t cap)
+{
+    trace_global *g = &st_trace_g;
+    pthread_mutex_lock(&g->mu);
+    trace_ring *rings = g->rings; /* only ever prepended to: the rest of the list is fixed */
+    pthread_mutex_unlock(&g->mu);
+    size_t n = 0;
+    for (trace_ring *r = rings; r && n < cap; r = r->next) {
+        uint64_t from = r->shipped > r->base ? r->shipped : r->base, next, lost;
+        if (__atomic_load_n(&r->head, __ATOMIC_ACQUIRE) == from)
+            continue;
+        size_t k = trace_ring_read(r, from, out + n, cap - n, &next, &lost);
+        if (lost)
+            ADD(&g->dropped, lost);
+        r->shipped = next;
+        for (size_t i = 0; tids && i < k; i++)
+            tids[n + i] = r->tid;
+        n += k;
+    }
+    return n;
+}
+
+int st_trace_threads(uint32_t *tids, char (*names)[48], int cap)
+{
+    int n = 0;
+    pthread_mutex_lock(&st_trace_g.mu);
+    for (trace_ring *r = st_trace_g.rings; r && n < cap; r = r->next, n++) {
+        tids[n] = r->tid;
+        snprintf(names[n], 48, "%s", r->name);
+    }
+    pthread_mutex_unlock(&st_trace_g.mu);
+    return n;
+}
+
 void st_trace_reset(void)
 {
     pthread_mutex_lock(&st_trace_g.mu);
     for (trace_ring *r = st_trace_g.rings; r; r = r->next)
-        r->base = r->flushed = LD(&r->head);
+        r->base = r->flushed = r->shipped = LD(&r->head);
     pthread_mutex_unlock(&st_trace_g.mu);
+    trace_import_reset();
 }
 
 /* ---- aggregate histograms ------------------------------------------------------------------ */

@@ -38,8 +38,16 @@
  * admission or named thread; the file is closed at exit).
  *
  * Clocks: timestamps are this node's CLOCK_MONOTONIC. Records made on
- * another node (a remote stage) are on that node's clock; aligning them
- * needs the control channel's offset estimate (not done here). */
+ * another node (a remote stage of a cluster) are on that node's clock: the
+ * node ships them over the control channel (st_trace_take_new), and the
+ * scheduler imports them (st_trace_import) shifted by its estimate of the
+ * node's clock offset (sched/cluster/clock_sync.h). Imported records live
+ * in a bounded store (ST_TRACE_IMPORT_MAX, oldest dropped) and appear in
+ * the exports as one Chrome process per node, its process_name metadata
+ * carrying the offset and its uncertainty. A remote step record joins the
+ * request whose trace id marked its step (aux = the low 32 bits of that id;
+ * see st_trace_step_span): when two traced requests share a step, the
+ * other one sees only the scheduler's own records of it. */
 #ifndef ST_TRACE_H
 #define ST_TRACE_H
 
@@ -143,7 +151,8 @@ void st_trace_instant(uint64_t req, int kind, uint64_t t, uint32_t aux, uint64_t
 /* A request's part in a step (prefill/decode). */
 void st_trace_step_part(uint64_t req, int kind, uint64_t step, uint32_t pipe, uint64_t t0, uint64_t t1,
                         uint32_t n_tokens, uint32_t n_seqs);
-/* A step record (emitted only when `traced` is nonzero). */
+/* A step record (emitted only when `traced` is nonzero; its aux keeps the
+ * low 32 bits of `traced`, so that a node's record names its request). */
 void st_trace_step_span(uint64_t traced, int kind, uint64_t step, uint32_t pipe, int32_t stage, uint64_t t0,
                         uint64_t t1, uint32_t n_tokens, uint32_t n_seqs, uint64_t bytes);
 /* A process-unique small id for a batcher or pipeline (the `pipe` field). */
@@ -156,12 +165,41 @@ uint32_t st_trace_new_pipe(void);
 int st_trace_snapshot(st_trace_rec **out, uint32_t **tids, size_t *n);
 /* Records overwritten before any reader saw them (since process start). */
 uint64_t st_trace_dropped(void);
-/* Forget every record (tests). Only while no thread records. */
+/* Forget every record, imported ones too (tests). Only while no thread records. */
 void st_trace_reset(void);
+
+/* ---- cross-node: shipping (a node) and importing (the scheduler; trace_import.c) ------------ */
+/* Records made since the previous call (a cursor per ring; the first call
+ * starts at process start or the last st_trace_reset), at most cap, in ring
+ * order (not sorted by time); tids (parallel, may be NULL) gets each one's
+ * ring index. One caller at a time. Records overwritten before they were
+ * taken are counted by st_trace_dropped. Cheap when nothing was recorded:
+ * one load per ring. */
+size_t st_trace_take_new(st_trace_rec *out, uint32_t *tids, size_t cap);
+/* This process's named tracks: up to cap (tid, name) pairs; returns how many. */
+int st_trace_threads(uint32_t *tids, char (*names)[48], int cap);
+
+#define ST_TRACE_IMPORT_MAX 65536 /* imported records held (4.5 MiB); the oldest go first */
+#define ST_TRACE_IMPORT_NODES 64  /* nodes named in the store */
+/* Keep n records made on another node, identified in exports by pid (not
+ * this process's; distinct per node) and node_name. Their times are on the
+ * node's clock; they are stored shifted onto ours: ts - offset_ns, where
+ * offset_ns = node clock - our clock and uncertainty_ns bounds its error
+ * (both also shown in the node's metadata; uncertainty UINT64_MAX: no
+ * estimate yet, shown as null). tids (may be NULL: track 1)
+ * are the node's ring indexes. ST_EINVAL for a NULL name, pid <= 0 or the
+ * local pid; ST_ENOMEM when ST_TRACE_IMPORT_NODES other pids are held. */
+int st_trace_import(const st_trace_rec *recs, const uint32_t *tids, size_t n, int pid, const char *node_name,
+                    int64_t offset_ns, uint64_t uncertainty_ns);
+/* Name a track of an imported node (after st_trace_import for that pid). */
+void st_trace_import_thread(int pid, uint32_t tid, const char *name);
+/* Imported records held now. */
+size_t st_trace_imported(void);
 
 /* ---- export (trace_export.c) ---------------------------------------------------------- */
 /* Chrome trace JSON of one request: its records and the step records of its
- * steps. ST_ENOENT naming the id when nothing is held for it. */
+ * steps (imported ones: those that name it, see above), sorted by time.
+ * ST_ENOENT naming the id when nothing of this process is held for it. */
 int st_trace_export_request(uint64_t req, st_strbuf *out);
 /* Chrome trace JSON of everything held. */
 int st_trace_export_all(st_strbuf *out);

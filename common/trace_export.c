@@ -16,6 +16,11 @@ static const char *const finish_names[] = {"", "stop", "length", "abort", "error
 
 void st_trace_event_json(st_strbuf *sb, const st_trace_rec *r, uint32_t tid)
 {
+    trace_event_json_pid(sb, r, st_trace_g.node_pid, tid);
+}
+
+void trace_event_json_pid(st_strbuf *sb, const st_trace_rec *r, int pid, uint32_t tid)
+{
     int kind = r->kind;
     st_sb_printf(sb, "{\"name\":\"%s\",\"cat\":\"%s\",\"ph\":\"%c\",\"ts\":%.3f,", st_trace_kind_name(kind),
                  r->req ? "request" : "step", r->phase == 'i' ? 'i' : 'X', (double)r->ts_ns * 1e-3);
@@ -23,7 +28,7 @@ void st_trace_event_json(st_strbuf *sb, const st_trace_rec *r, uint32_t tid)
         st_sb_puts(sb, "\"s\":\"t\",");
     else
         st_sb_printf(sb, "\"dur\":%.3f,", (double)r->dur_ns * 1e-3);
-    st_sb_printf(sb, "\"pid\":%d,\"tid\":%u,\"args\":{", st_trace_g.node_pid, tid);
+    st_sb_printf(sb, "\"pid\":%d,\"tid\":%u,\"args\":{", pid, tid);
     const char *sep = "";
 #define ARG(...)                                                                                                       \
     do {                                                                                                               \
@@ -75,12 +80,14 @@ static void open_doc(st_strbuf *sb)
 
 /* The trailing metadata carries the leading comma, so a document with no
  * event still needs one element first: the process name. */
-static void close_doc(st_strbuf *sb, int any)
+static void close_doc(st_strbuf *sb, int any, int imports)
 {
     if (!any)
         st_sb_printf(sb, "{\"name\":\"process_name\",\"ph\":\"M\",\"pid\":%d,\"tid\":0,\"args\":{\"name\":\"strait\"}}",
                      st_trace_g.node_pid);
     st_trace_meta_json(sb);
+    if (imports)
+        trace_import_meta_json(sb);
     st_sb_puts(sb, "\n]}\n");
 }
 
@@ -97,66 +104,107 @@ static int cmp_step(const void *a, const void *b)
     return x->pipe < y->pipe ? -1 : x->pipe > y->pipe;
 }
 
+/* Every record held, this process's and the imported ones, merged by
+ * time: (n,) records, their tracks and their processes (heap). */
+typedef struct ev_set {
+    st_trace_rec *r;
+    uint32_t *tid;
+    int *pid;
+    size_t n;
+    int local_pid; /* r[i] is this process's iff pid[i] == local_pid */
+} ev_set;
+
+static void collect(ev_set *e)
+{
+    st_trace_rec *lr, *ir;
+    uint32_t *lt, *it;
+    int *ip;
+    size_t ln, in;
+    st_trace_snapshot(&lr, &lt, &ln);
+    trace_import_snapshot(&ir, &it, &ip, &in);
+    pthread_mutex_lock(&st_trace_g.mu);
+    e->local_pid = st_trace_g.node_pid;
+    pthread_mutex_unlock(&st_trace_g.mu);
+    e->n = ln + in;
+    e->r = st_xmalloc((e->n + 1) * sizeof *e->r);
+    e->tid = st_xmalloc((e->n + 1) * sizeof *e->tid);
+    e->pid = st_xmalloc((e->n + 1) * sizeof *e->pid);
+    size_t a = 0, b = 0;
+    for (size_t k = 0; k < e->n; k++) {
+        int take_local = b == in || (a < ln && lr[a].ts_ns <= ir[b].ts_ns);
+        if (take_local) {
+            e->r[k] = lr[a], e->tid[k] = lt[a], e->pid[k] = e->local_pid;
+            a++;
+        } else {
+            e->r[k] = ir[b], e->tid[k] = it[b], e->pid[k] = ip[b];
+            b++;
+        }
+    }
+    free(lr), free(lt), free(ir), free(it), free(ip);
+}
+
+static void ev_free(ev_set *e)
+{
+    free(e->r), free(e->tid), free(e->pid);
+}
+
 int st_trace_export_request(uint64_t req, st_strbuf *out)
 {
     if (!req)
         return st_err(ST_EINVAL, "trace: request id 0 is never traced");
-    st_trace_rec *recs;
-    uint32_t *tids;
-    size_t n;
-    st_trace_snapshot(&recs, &tids, &n);
-    /* the steps it took part in */
-    step_key *steps = st_xmalloc((n + 1) * sizeof *steps);
+    ev_set e;
+    collect(&e);
+    /* the steps it took part in (of this process's batchers) */
+    step_key *steps = st_xmalloc((e.n + 1) * sizeof *steps);
     size_t n_steps = 0, n_own = 0;
-    for (size_t i = 0; i < n; i++)
-        if (recs[i].req == req) {
+    for (size_t i = 0; i < e.n; i++)
+        if (e.r[i].req == req && e.pid[i] == e.local_pid) {
             n_own++;
-            if (recs[i].step)
-                steps[n_steps++] = (step_key){recs[i].step, recs[i].pipe};
+            if (e.r[i].step)
+                steps[n_steps++] = (step_key){e.r[i].step, e.r[i].pipe};
         }
     if (!n_own) {
         free(steps);
-        free(recs);
-        free(tids);
+        ev_free(&e);
         return st_err(ST_ENOENT, "trace: nothing is held for request %llu (not sampled, or overwritten)",
                       (unsigned long long)req);
     }
     qsort(steps, n_steps, sizeof *steps, cmp_step);
     open_doc(out);
     int any = 0;
-    for (size_t i = 0; i < n; i++) {
-        const st_trace_rec *r = &recs[i];
+    for (size_t i = 0; i < e.n; i++) {
+        const st_trace_rec *r = &e.r[i];
         step_key k = {r->step, r->pipe};
-        int mine = r->req == req || (!r->req && r->step && n_steps &&
-                                     bsearch(&k, steps, n_steps, sizeof *steps, cmp_step));
+        int mine;
+        if (e.pid[i] != e.local_pid) /* a node's step ids are the wire's: it names its request in aux */
+            mine = r->req == req || (!r->req && r->aux && r->aux == (uint32_t)req);
+        else
+            mine = r->req == req ||
+                   (!r->req && r->step && n_steps && bsearch(&k, steps, n_steps, sizeof *steps, cmp_step));
         if (!mine)
             continue;
         if (any++)
             st_sb_puts(out, ",\n");
-        st_trace_event_json(out, r, tids[i]);
+        trace_event_json_pid(out, r, e.pid[i], e.tid[i]);
     }
-    close_doc(out, any);
+    close_doc(out, any, 1);
     free(steps);
-    free(recs);
-    free(tids);
+    ev_free(&e);
     return ST_OK;
 }
 
 int st_trace_export_all(st_strbuf *out)
 {
-    st_trace_rec *recs;
-    uint32_t *tids;
-    size_t n;
-    st_trace_snapshot(&recs, &tids, &n);
+    ev_set e;
+    collect(&e);
     open_doc(out);
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < e.n; i++) {
         if (i)
             st_sb_puts(out, ",\n");
-        st_trace_event_json(out, &recs[i], tids[i]);
+        trace_event_json_pid(out, &e.r[i], e.pid[i], e.tid[i]);
     }
-    close_doc(out, n > 0);
-    free(recs);
-    free(tids);
+    close_doc(out, e.n > 0, 1);
+    ev_free(&e);
     return ST_OK;
 }
 
@@ -302,7 +350,7 @@ int st_trace_close_file(void)
     drain_to_file();
     st_strbuf sb;
     st_sb_init(&sb);
-    close_doc(&sb, tf.n_events > 0);
+    close_doc(&sb, tf.n_events > 0, 0);
     fwrite(sb.buf, 1, sb.len, tf.f);
     st_sb_free(&sb);
     int bad = ferror(tf.f) | fclose(tf.f);

@@ -15,6 +15,7 @@ typedef struct trace_ring {
     uint64_t head;                   /* records ever written (published with release) */
     uint64_t base;                   /* readers ignore records before this (st_trace_reset) */
     uint64_t flushed;                /* the trace file's cursor (flusher thread only) */
+    uint64_t shipped;                /* st_trace_take_new's cursor (its caller only) */
     int owned;                       /* a live thread writes it */
     uint32_t tid;                    /* 1, 2, ...: the track in exports */
     char name[48];                   /* under trace_global.mu */
@@ -45,5 +46,14 @@ size_t trace_ring_read(trace_ring *r, uint64_t from, st_trace_rec *out, size_t c
                        uint64_t *lost);
 /* Ask the trace file's flusher to drain the rings now. */
 void st_trace_file_wake(void);
+
+/* trace_import.c: a copy of the imported records sorted by time, with each
+ * one's pid (tids and pids parallel; all heap); the process and thread
+ * metadata of the imported nodes (leading comma per event); forget all. */
+void trace_import_snapshot(st_trace_rec **recs, uint32_t **tids, int **pids, size_t *n);
+void trace_import_meta_json(st_strbuf *sb);
+void trace_import_reset(void);
+/* One record as an event of process pid. */
+void trace_event_json_pid(st_strbuf *sb, const st_trace_rec *r, int pid, uint32_t tid);
 
 #endif

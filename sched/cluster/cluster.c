@@ -21,6 +21,8 @@
 
 #include "common/st_common.h"
 #include "engine/stage.h"
+#include "common/trace.h"
+#include "sched/cluster/clock_sync.h"
 #include "sched/cluster/cluster_internal.h"
 
 #define TICK_MS 100
@@ -166,8 +168,41 @@ static void node_add(cl_state *cl, st_ctl_conn *c, const st_ctl_peer_info *info)
     n->conn = c;
     n->pipe = -1;
     n->last_seen_ns = n->last_ping_ns = st_now_ns();
+    st_clock_sync_forget(n->id); /* a new process: offsets are measured afresh */
     ST_INFO("cluster: node %s (%.12s) joined from %s", n->name, n->id, n->peer);
     cl_touch(cl);
+}
+
+/* Trace processes of nodes: above any real process id (Linux's are < 2^22),
+ * so a node never shares a track with the scheduler. */
+#define NODE_TRACE_PID(slot) ((1 << 22) + 1 + (slot))
+
+/* A node's trace records (ctl.h "trace"): validated, then kept by the
+ * tracer shifted onto our clock by the node's offset estimate. Before the
+ * first round trip there is none: they are kept unshifted, uncertainty
+ * unknown (UINT64_MAX). A malformed message is logged and dropped: tracing
+ * is not worth failing a node for. */
+static void on_trace(cl_state *cl, int slot, const st_json *msg)
+{
+    cl_node *n = &cl->nodes[slot];
+    st_ctl_trace t;
+    if (st_ctl_trace_decode(msg, &t)) {
+        ST_WARN("cluster: node %s: ignoring a malformed trace message: %s", n->name, st_errmsg());
+        return;
+    }
+    int64_t off = 0;
+    uint64_t unc = UINT64_MAX;
+    if (st_clock_sync_get(n->id, st_now_ns(), &off, &unc) != ST_OK) {
+        off = 0;
+        unc = UINT64_MAX;
+    }
+    int pid = NODE_TRACE_PID(slot);
+    if (st_trace_import(t.recs, t.tids, t.n, pid, n->name, off, unc))
+        ST_WARN("cluster: node %s: trace records not kept: %s", n->name, st_errmsg());
+    else
+        for (int i = 0; i < t.n_threads; i++)
+            st_trace_import_thread(pid, t.thread_tid[i], t.thread_name[i]);
+    st_ctl_trace_free(&t);
 }
 
 static void on_message(cl_state *cl, int slot, const st_json *msg)
@@ -182,9 +217,16 @@ static void on_message(cl_state *cl, int slot, const st_json *msg)
         if (n->conn && st_ctl_send_simple(n->conn, "pong", members, SEND_TIMEOUT_MS))
             cl_node_fail(cl, slot, NODE_FAILED, "cannot answer its ping");
     } else if (!strcmp(type, "pong")) {
-        double t = st_json_get_num(msg, "t", 0), now = (double)st_now_ns();
-        if (t > 0 && t <= now)
-            n->rtt_ms = (now - t) / 1e6;
+        /* t: our ping's send time echoed; t_peer: the node's clock when it answered (clock_sync.h) */
+        uint64_t now = st_now_ns();
+        double t = st_json_get_num(msg, "t", 0), tp = st_json_get_num(msg, "t_peer", 0);
+        if (t > 0 && t <= (double)now) {
+            n->rtt_ms = ((double)now - t) / 1e6;
+            if (tp > 0 && tp < 9.2e18)
+                (void)st_clock_sync_add(n->id, (uint64_t)t, (uint64_t)tp, now);
+        }
+    } else if (!strcmp(type, "trace")) {
+        on_trace(cl, slot, msg);
     } else if (!strcmp(type, "hw")) {
         st_node_hw hw;
         if (st_ctl_hw_decode(msg, &hw)) {

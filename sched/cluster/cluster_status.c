@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "common/st_common.h"
+#include "sched/cluster/clock_sync.h"
 #include "sched/cluster/cluster_internal.h"
 
 static void put_str(st_strbuf *sb, const char *key, const char *v)
@@ -81,6 +82,14 @@ void st_cluster_status_json(st_cluster *cl, st_strbuf *out)
                      cl_node_state_name(n->state), r ? r->n_running + r->n_waiting : 0, n->rtt_ms,
                      (unsigned long long)((now - n->last_seen_ns) / 1000000ull));
         put_str(out, "error", n->error);
+        /* its clock minus ours, and the bound on that estimate (sched/cluster/clock_sync.h); null before a pong */
+        int64_t off;
+        uint64_t unc;
+        if (st_clock_sync_get(n->id, now, &off, &unc) == ST_OK)
+            st_sb_printf(out, ",\"clock_offset_us\":%.3f,\"clock_uncertainty_us\":%.3f", (double)off * 1e-3,
+                         (double)unc * 1e-3);
+        else
+            st_sb_puts(out, ",\"clock_offset_us\":null,\"clock_uncertainty_us\":null");
         st_sb_puts(out, "}");
     }
     st_sb_puts(out, "],\"pipelines\":[");

@@ -162,6 +162,37 @@ int st_ctl_hw_decode(const st_json *msg, st_node_hw *out);
 char *st_ctl_assign_encode(const st_ctl_assign *a, size_t *len);
 int st_ctl_assign_decode(const st_json *msg, st_ctl_assign *out);
 
+/* Trace records a node ships to the scheduler (ctl_trace.c; see common/trace.h):
+ *   N: trace {node, t_s, events: [[ts, dur, kind, phase, req, step, pipe, stage,
+ *             n_tokens, n_seqs, bytes, aux, tid], ...], threads: [[tid, name], ...]}
+ * ts is in ns after t_s seconds of the node's CLOCK_MONOTONIC (so every number
+ * stays below 2^53, exact in JSON); phase is 'X' (88) or 'i' (105). Decode
+ * checks every member: at most ST_CTL_TRACE_MAX_EVENTS events of exactly 13
+ * integers, kind a known span kind, ts/dur/req/step/bytes in [0, 2^53],
+ * stage in [-1, 2^31), the u32 fields in [0, 2^32), at most
+ * ST_CTL_TRACE_MAX_THREADS named tracks. An encoded message of the most
+ * events stays under ST_CTL_MAX_MSG (an event is at most ~300 bytes). */
+#define ST_CTL_TRACE_MAX_EVENTS 2048
+#define ST_CTL_TRACE_MAX_THREADS 32
+
+typedef struct st_ctl_trace {
+    char node[64];
+    size_t n;                /* events */
+    struct st_trace_rec *recs; /* (n,) on the node's clock (heap; st_ctl_trace_free) */
+    uint32_t *tids;          /* (n,) the node's track of each */
+    int n_threads;
+    uint32_t thread_tid[ST_CTL_TRACE_MAX_THREADS];
+    char thread_name[ST_CTL_TRACE_MAX_THREADS][48];
+} st_ctl_trace;
+
+/* n <= ST_CTL_TRACE_MAX_EVENTS records (tids parallel, may be NULL) and
+ * n_threads <= ST_CTL_TRACE_MAX_THREADS track names (may be 0); NULL when
+ * a count is out of range. */
+char *st_ctl_trace_encode(const char *node, const struct st_trace_rec *recs, const uint32_t *tids, size_t n,
+                          const uint32_t *thread_tids, const char (*thread_names)[48], int n_threads, size_t *len);
+int st_ctl_trace_decode(const st_json *msg, st_ctl_trace *out);
+void st_ctl_trace_free(st_ctl_trace *t);
+
 /* Small messages: {"type":TYPE} plus optional members written by the
  * caller as JSON text ("\"state\":\"ready\",\"epoch\":3"), or NULL. The
  * result is parsed before sending: a malformed one is ST_EINVAL, unsent. */

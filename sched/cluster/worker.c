@@ -20,11 +20,13 @@
 #include <unistd.h>
 
 #include "common/st_common.h"
+#include "common/trace.h"
 
 #define IO_TIMEOUT_MS 5000    /* one control send, the handshake */
 #define POLL_SLICE_MS 100     /* longest wait before looking at the stop flag */
 #define BACKOFF_MIN_MS 250
 #define BACKOFF_MAX_MS 5000
+#define TRACE_SHIP_NS (200ull * 1000000ull) /* how often trace records go to the scheduler */
 #define MAX_KEY_SLOTS 16      /* node.key, node-2.key, ...: nodes sharing a host and a home */
 
 st_worker_config st_worker_config_default(void)
@@ -237,6 +239,34 @@ static int on_message(worker *w, st_ctl_conn *conn, const st_json *msg)
     return ST_OK;
 }
 
+/* Ship the trace records made since the last call ({"type":"trace"}, ctl.h)
+ * in messages of at most ST_CTL_TRACE_MAX_EVENTS, with the names of this
+ * process's tracks. Records exist only for traced steps (every recording
+ * helper skips trace id 0), so an untraced node sends nothing. */
+static int ship_trace(worker *w, st_ctl_conn *conn)
+{
+    enum { CAP = ST_CTL_TRACE_MAX_EVENTS };
+    static __thread st_trace_rec buf[CAP]; /* 128 KiB: off the stack, one control thread per node */
+    static __thread uint32_t tids[CAP];
+    int rc = ST_OK;
+    for (;;) {
+        size_t n = st_trace_take_new(buf, tids, CAP);
+        if (!n)
+            break;
+        uint32_t th_tid[ST_CTL_TRACE_MAX_THREADS];
+        char th_name[ST_CTL_TRACE_MAX_THREADS][48];
+        int n_th = st_trace_threads(th_tid, th_name, ST_CTL_TRACE_MAX_THREADS);
+        size_t len;
+        char *j = st_ctl_trace_encode(w->hw.name, buf, tids, n, th_tid, (const char(*)[48])th_name, n_th, &len);
+        if (j)
+            rc = st_ctl_send(conn, j, len, IO_TIMEOUT_MS);
+        free(j);
+        if (rc || n < CAP)
+            break;
+    }
+    return rc;
+}
+
 /* Talk to a joined scheduler until *stop (leave, ST_OK) or it is gone (ST_ECONN). */
 static int converse(worker *w, st_ctl_conn *conn, int hb_ms, int timeout_ms)
 {
@@ -245,11 +275,13 @@ static int converse(worker *w, st_ctl_conn *conn, int hb_ms, int timeout_ms)
     if (timeout_ms <= hb_ms)
         timeout_ms = 5 * hb_ms;
     uint64_t now = st_now_ns(), last_rx = now, next_ping = now + (uint64_t)hb_ms * 1000000ull;
+    uint64_t next_ship = now + TRACE_SHIP_NS;
     st_strbuf sb;
     st_sb_init(&sb);
     int rc = ST_OK;
     while (!rc) {
         if (*w->stop) {
+            (void)ship_trace(w, conn); /* what the last steps recorded, best effort like leave */
             st_ctl_send_simple(conn, "leave", NULL, 1000); /* best effort: the scheduler also times us out */
             ST_INFO("node %s: left the cluster", w->hw.name);
             break;
@@ -275,6 +307,11 @@ static int converse(worker *w, st_ctl_conn *conn, int hb_ms, int timeout_ms)
         if (r != ST_ETIMEDOUT && r != ST_EAGAIN) {
             rc = st_err(ST_ECONN, "scheduler connection: %s", st_errmsg());
             break;
+        }
+        if (now >= next_ship) {
+            if ((rc = ship_trace(w, conn)))
+                break;
+            next_ship = now + TRACE_SHIP_NS;
         }
         if (now >= next_ping) {
             char members[48];
