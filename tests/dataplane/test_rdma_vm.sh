@@ -20,7 +20,8 @@
 # ST_RDMA_VM_ACCEL (kvm|tcg), ST_RDMA_VM_STEPS (comma list of test_rdma,
 # conformance, killed-sender, stalled-sender, dead-receiver,
 # conformance-fork, bench; default all but conformance-fork),
-# ST_RDMA_VM_MAX_SIZE (largest conformance message, bytes; default 2 MiB).
+# ST_RDMA_VM_MAX_SIZE (largest conformance message, bytes; default 2 MiB),
+# ST_RDMA_VM_BENCH_SIZES (the bench's --sizes; default 64,4K,64K).
 set -u
 strait=${1:?usage: test_rdma_vm.sh path/to/strait}
 src=${ST_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
@@ -64,6 +65,7 @@ limit=${ST_RDMA_VM_TIMEOUT:-300}
 # the guest's own budget leaves the boot and the power-off inside qemu's limit
 args="strait.steps=$steps strait.budget=$((limit > 80 ? limit - 40 : limit / 2))"
 [ -n "${ST_RDMA_VM_MAX_SIZE:-}" ] && args="$args strait.max_size=$ST_RDMA_VM_MAX_SIZE"
+[ -n "${ST_RDMA_VM_BENCH_SIZES:-}" ] && args="$args strait.bench_sizes=$ST_RDMA_VM_BENCH_SIZES"
 ST_RDMA_VM_TIMEOUT=$limit "$vmtools/run_vm.sh" "$kdir/vmlinuz" "$initrd" "$log" "$args"
 qrc=$?
 t2=$(date +%s)
