@@ -284,6 +284,139 @@ static void test_export_request(void)
     st_trace_set_sample(0.0);
 }
 
+
+/* A node's side: st_trace_take_new hands each record over once, in full,
+ * and nothing when nothing new was recorded. */
+static void test_take_new(void)
+{
+    st_trace_reset();
+    st_trace_rec buf[64];
+    uint32_t tids[64];
+    CHECK(st_trace_take_new(buf, tids, 64) == 0);
+    uint64_t t = st_now_ns();
+    for (int i = 0; i < 10; i++)
+        st_trace_step_span(42, ST_TK_STAGE, 100 + (uint64_t)i, 0, 15, t + (uint64_t)i * 10, t + (uint64_t)i * 10 + 5,
+                           3, 1, 0);
+    size_t n = st_trace_take_new(buf, tids, 4); /* a small cap: the rest comes next time */
+    CHECK(n == 4);
+    size_t m = st_trace_take_new(buf + 4, tids + 4, 60);
+    CHECKF(n + m == 10, "took %zu + %zu records of 10", n, m);
+    for (size_t i = 0; i < n + m; i++) {
+        CHECK(buf[i].step == 100 + i && buf[i].kind == ST_TK_STAGE && buf[i].dur_ns == 5 && buf[i].stage == 15);
+        CHECK(buf[i].aux == 42); /* the step names the request that marked it */
+        CHECK(tids[i] == tids[0] && tids[i] > 0);
+    }
+    CHECK(st_trace_take_new(buf, tids, 64) == 0);
+    uint32_t th[8];
+    char names[8][48];
+    CHECK(st_trace_threads(th, names, 8) >= 1);
+}
+
+/* The scheduler's side: a node's records, imported with a clock offset,
+ * appear in the request's export shifted onto our clock, in time order,
+ * under the node's own pid and name (with offset and uncertainty). */
+static void test_import(void)
+{
+    st_trace_reset();
+    st_trace_set_node(4242, "sched");
+    uint64_t tid_a, tid_b;
+    uint64_t a = st_trace_admit(&tid_a), b = st_trace_admit(&tid_b);
+    (void)tid_a, (void)tid_b;
+    uint64_t t = 5000000000ull; /* ns */
+    st_trace_instant(a, ST_TK_RECEIVED, t, 0, 0);
+    st_trace_instant(a, ST_TK_FINISHED, t + 1000000, 1, 0);
+    st_trace_instant(b, ST_TK_RECEIVED, t, 0, 0);
+    /* the node's clock runs 2 s ahead of ours: its records say t + 2 s + ... */
+    const int64_t off = 2000000000;
+    st_trace_rec nr[3] = {
+        {.ts_ns = t + (uint64_t)off + 300000, .dur_ns = 50000, .step = 3, .kind = ST_TK_STAGE, .phase = 'X',
+         .stage = 15, .aux = (uint32_t)a},
+        {.ts_ns = t + (uint64_t)off + 200000, .dur_ns = 1000, .step = 3, .kind = ST_TK_HOP_RECV, .phase = 'X',
+         .stage = 15, .aux = (uint32_t)a},
+        {.ts_ns = t + (uint64_t)off + 400000, .dur_ns = 7, .step = 4, .kind = ST_TK_STAGE, .phase = 'X', .stage = 15,
+         .aux = (uint32_t)b}, /* another request's step */
+    };
+    uint32_t ntid[3] = {2, 1, 2};
+    CHECK(st_trace_import(nr, ntid, 3, 4242, "clash", 0, 0) == ST_EINVAL); /* our own pid */
+    CHECK(st_trace_import(nr, ntid, 3, 0, "zero", 0, 0) == ST_EINVAL);
+    CHECK(st_trace_import(nr, ntid, 3, 7001, "node-a", off, 1500) == ST_OK);
+    st_trace_import_thread(7001, 2, "stage 15..30");
+    CHECK(st_trace_imported() == 3);
+
+    st_strbuf sb;
+    st_sb_init(&sb);
+    CHECK(st_trace_export_request(a, &sb) == ST_OK);
+    const st_json *ev = NULL;
+    st_json *j = parse_trace(sb.buf, sb.len, &ev);
+    const char *want[] = {"received", "hop_recv", "stage_compute", "finished"};
+    size_t k = 0, n_node = 0;
+    int named = 0, thread_named = 0;
+    double last = -1;
+    for (size_t i = 0; ev && i < ev->u.arr.n; i++) {
+        const st_json *x = &ev->u.arr.items[i];
+        const char *name = st_json_get_str(x, "name", "");
+        int pid = (int)st_json_get_num(x, "pid", 0);
+        if (!strcmp(st_json_get_str(x, "ph", ""), "M")) {
+            const st_json *args = member(x, "args");
+            if (pid == 7001 && !strcmp(name, "process_name")) {
+                named = !strcmp(st_json_get_str(args, "name", ""), "node-a") &&
+                        st_json_get_num(args, "clock_offset_us", 0) == 2000000.0 &&
+                        st_json_get_num(args, "clock_uncertainty_us", 0) == 1.5;
+            }
+            if (pid == 7001 && !strcmp(name, "thread_name"))
+                thread_named = st_json_get_num(x, "tid", 0) == 2 &&
+                               !strcmp(st_json_get_str(args, "name", ""), "stage 15..30");
+            continue;
+        }
+        double ts = st_json_get_num(x, "ts", 0);
+        CHECK(ts >= last);
+        last = ts;
+        if (k < ST_ARRAY_LEN(want) && !strcmp(name, want[k]))
+            k++;
+        if (pid == 7001) {
+            n_node++;
+            /* shifted onto our clock: (t + 200 us or 300 us) in us */
+            CHECKF(ts == (double)t * 1e-3 + 200.0 || ts == (double)t * 1e-3 + 300.0, "node event at %.3f us", ts);
+        } else {
+            CHECK(pid == 4242);
+        }
+    }
+    CHECKF(k == ST_ARRAY_LEN(want), "only %zu of the expected events in order", k);
+    CHECKF(n_node == 2, "%zu node events in request a's trace, expected its 2", n_node);
+    CHECK(named);
+    CHECK(thread_named);
+    st_json_free(j);
+
+    /* everything: 3 local + 3 imported */
+    sb.len = 0;
+    CHECK(st_trace_export_all(&sb) == ST_OK);
+    j = parse_trace(sb.buf, sb.len, &ev);
+    size_t n_ev = 0;
+    for (size_t i = 0; ev && i < ev->u.arr.n; i++)
+        n_ev += strcmp(st_json_get_str(&ev->u.arr.items[i], "ph", ""), "M") != 0;
+    CHECKF(n_ev == 6, "export_all: %zu events, expected 6", n_ev);
+    st_json_free(j);
+
+    /* a record before our clock's zero is pinned at 0, never wraps */
+    st_trace_rec early = {.ts_ns = 10, .dur_ns = 1, .kind = ST_TK_STAGE, .phase = 'X', .stage = 0, .aux = 1};
+    CHECK(st_trace_import(&early, NULL, 1, 7002, "node-b", 1000, 10) == ST_OK);
+    sb.len = 0;
+    CHECK(st_trace_export_all(&sb) == ST_OK);
+    CHECK(strstr(sb.buf, "\"ts\":0.000,") != NULL);
+
+    /* bounded: the oldest go first */
+    st_trace_rec *many = calloc(ST_TRACE_IMPORT_MAX + 10, sizeof *many);
+    for (size_t i = 0; i < ST_TRACE_IMPORT_MAX + 10; i++)
+        many[i] = (st_trace_rec){.ts_ns = t + i, .kind = ST_TK_HOP_SEND, .phase = 'X', .stage = -1};
+    CHECK(st_trace_import(many, NULL, ST_TRACE_IMPORT_MAX + 10, 7003, "node-c", 0, 0) == ST_OK);
+    CHECK(st_trace_imported() == ST_TRACE_IMPORT_MAX);
+    free(many);
+    st_trace_reset();
+    CHECK(st_trace_imported() == 0);
+    st_sb_free(&sb);
+    st_trace_set_node(1, "strait");
+}
+
 static void test_file(void)
 {
     char path[] = "/tmp/strait_trace_XXXXXX";
@@ -369,6 +502,8 @@ int main(void)
     test_sampling();
     test_rings_concurrent();
     test_export_request();
+    test_take_new();
+    test_import();
     test_file();
     test_histograms();
     return test_done();
