@@ -1,13 +1,15 @@
 /* libFuzzer target for the control channel's message validation: any byte
  * string is either rejected by st_ctl_parse or is an object with a type;
- * then, as hw and as assign, it is rejected or decodes into members that
- * are in range and survive encode -> parse -> decode unchanged. */
+ * then, as hw, as assign and as trace, it is rejected or decodes into
+ * members that are in range and survive encode -> parse -> decode
+ * unchanged. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/json.h"
 #include "common/st_common.h"
+#include "common/trace.h"
 #include "sched/cluster/ctl.h"
 
 static int str_ok(const char *s, size_t cap) { return memchr(s, '\0', cap) != NULL; }
@@ -71,6 +73,42 @@ static void check_assign(const st_json *msg)
         abort();
 }
 
+static void check_trace(const st_json *msg)
+{
+    st_ctl_trace a, b;
+    if (st_ctl_trace_decode(msg, &a) != ST_OK)
+        return;
+    if (a.n > ST_CTL_TRACE_MAX_EVENTS || a.n_threads < 0 || a.n_threads > ST_CTL_TRACE_MAX_THREADS ||
+        !str_ok(a.node, sizeof a.node))
+        abort();
+    for (size_t i = 0; i < a.n; i++) {
+        const st_trace_rec *r = &a.recs[i];
+        if (r->kind < 1 || r->kind >= ST_TK_END || (r->phase != 'X' && r->phase != 'i') || r->stage < -1 ||
+            (r->phase == 'i' && r->dur_ns) || r->dur_ns > (1ull << 53))
+            abort();
+    }
+    for (int i = 0; i < a.n_threads; i++)
+        if (!str_ok(a.thread_name[i], sizeof a.thread_name[i]))
+            abort();
+    size_t len = 0;
+    char *text = st_ctl_trace_encode(a.node, a.recs, a.tids, a.n, a.thread_tid, (const char(*)[48])a.thread_name,
+                                     a.n_threads, &len);
+    if (!text || len > ST_CTL_MAX_MSG)
+        abort(); /* everything decoded is representable, in one message */
+    st_json *m = reparse(text, len);
+    if (st_ctl_trace_decode(m, &b) != ST_OK)
+        abort();
+    st_json_free(m);
+    if (strcmp(a.node, b.node) || a.n != b.n || a.n_threads != b.n_threads ||
+        (a.n && memcmp(a.recs, b.recs, a.n * sizeof *a.recs)) || (a.n && memcmp(a.tids, b.tids, a.n * sizeof *a.tids)))
+        abort();
+    for (int i = 0; i < a.n_threads; i++)
+        if (a.thread_tid[i] != b.thread_tid[i] || strcmp(a.thread_name[i], b.thread_name[i]))
+            abort();
+    st_ctl_trace_free(&a);
+    st_ctl_trace_free(&b);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     st_json *m = NULL;
@@ -81,6 +119,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         abort();
     check_hw(m);
     check_assign(m);
+    check_trace(m);
     st_json_free(m);
     return 0;
 }
