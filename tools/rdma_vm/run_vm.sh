@@ -35,15 +35,28 @@ if [ -z "$accel" ]; then
     fi
 fi
 
-# boot ACCEL CPU: run qemu in the background under the outer limit; sets $qpid
+# qemu's own pid (never a wrapper's: killing a `timeout` would orphan it),
+# killed on every way out of this script
+qpid=""
+stop_qemu() {
+    [ -n "$qpid" ] || return 0
+    kill -KILL "$qpid" 2>/dev/null
+    wait "$qpid" 2>/dev/null
+    qpid=""
+}
+trap stop_qemu EXIT
+trap 'exit 143' INT TERM HUP
+
+# boot ACCEL CPU: start qemu in the background; sets $qpid
 boot() {
     : >"$log"
     # panic=-1 and -no-reboot: a guest that panics (or whose init dies) ends qemu
-    timeout -s KILL "$limit" qemu-system-x86_64 -accel "$1" -cpu "$2" -m 2048 -smp 2 \
+    qemu-system-x86_64 -accel "$1" -cpu "$2" -m 2048 -smp 2 \
         -nodefaults -no-reboot -display none -monitor none -nic none -serial "file:$log" \
         -kernel "$kernel" -initrd "$initrd" \
         -append "console=ttyS0 panic=-1 loglevel=3 $extra" &
     qpid=$!
+    started=$(date +%s)
 }
 
 t0=$(date +%s)
@@ -54,8 +67,7 @@ if [ "$accel" = kvm ]; then
         sleep 1
     done
     if [ ! -s "$log" ] && [ -z "${ST_RDMA_VM_ACCEL:-}" ]; then
-        kill -KILL $qpid 2>/dev/null
-        wait $qpid 2>/dev/null
+        stop_qemu
         echo "run_vm: a KVM guest printed nothing in ${grace} s; using TCG (remembered in $broken)" >&2
         echo "$host_id" >"$broken"
         accel=tcg
@@ -66,7 +78,15 @@ if [ "$accel" = tcg ]; then
     boot tcg max
 fi
 echo "run_vm: accel $accel" >&2
-wait $qpid 2>/dev/null
+# the outer limit, counted from this boot; polled once a second
+while kill -0 "$qpid" 2>/dev/null && [ $(($(date +%s) - started)) -lt "$limit" ]; do
+    sleep 1
+done
+if kill -0 "$qpid" 2>/dev/null; then
+    stop_qemu
+    exit 124
+fi
+wait "$qpid"
 rc=$?
-[ $rc = 137 ] && rc=124
+qpid=""
 exit $rc
