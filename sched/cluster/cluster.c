@@ -167,7 +167,8 @@ static void node_add(cl_state *cl, st_ctl_conn *c, const st_ctl_peer_info *info)
     local_host_of(st_ctl_fd(c), n->local_host, sizeof n->local_host);
     n->conn = c;
     n->pipe = -1;
-    n->last_seen_ns = n->last_ping_ns = st_now_ns();
+    n->last_seen_ns = st_now_ns();
+    n->last_ping_ns = 0; /* ping at once: its clock offset is known before its first spans arrive */
     st_clock_sync_forget(n->id); /* a new process: offsets are measured afresh */
     ST_INFO("cluster: node %s (%.12s) joined from %s", n->name, n->id, n->peer);
     cl_touch(cl);
