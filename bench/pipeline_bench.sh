@@ -61,7 +61,8 @@ stop_all() {
   PIDS=()
 }
 
-# start_cluster NAME TRANSPORT [EXEC_SCHED EXEC_A EXEC_B HOST_A HOST_B]: echo the API URL
+# start_cluster NAME TRANSPORT [EXEC_SCHED EXEC_A EXEC_B HOST_A HOST_B]: the API URL in $url
+# (not echoed: a command substitution's subshell would keep the pids from stop_all)
 start_cluster() {
   local name=$1 tr=$2 xs=${3:-} xa=${4:-} xb=${5:-} sa=${6:-127.0.0.1} sb=${7:-127.0.0.1}
   $xs "$STRAIT" run -m "$MODEL" -n 2 --port 0 --host 127.0.0.1 --cluster-port 0 --cluster-token "$TOKEN" \
@@ -77,7 +78,7 @@ start_cluster() {
     --end-layer $N_LAYERS --key-file "$TMP/$name.b.key" >"$TMP/$name.b.log" 2>&1 &
   PIDS+=($!)
   wait_serving "http://127.0.0.1:$api" "$xs" || return 1
-  echo "http://127.0.0.1:$api"
+  url="http://127.0.0.1:$api"
 }
 
 setup_netns() {
@@ -114,24 +115,24 @@ for c in $CONFIGS; do
     PIDS+=($!)
     p=$(wait_log "$TMP/one.log" 's|.*listening on http://127\.0\.0\.1:\([0-9]*\).*|\1|p') && url=http://127.0.0.1:$p
     ;;
-  shm) url=$(start_cluster shm shm) ;;
-  tcp) url=$(start_cluster tcp tcp) ;;
+  shm) start_cluster shm shm ;;
+  tcp) start_cluster tcp tcp ;;
   delay35)
     export STRAIT_LINK_DELAY_MS=35
-    url=$(start_cluster delay35 tcp)
+    start_cluster delay35 tcp
     unset STRAIT_LINK_DELAY_MS
     ;;
   delay35x1)
     export STRAIT_LINK_DELAY_MS=35
     SCHED_EXTRA="--max-inflight 1"
-    url=$(start_cluster delay35x1 tcp)
+    start_cluster delay35x1 tcp
     unset STRAIT_LINK_DELAY_MS SCHED_EXTRA
     ;;
   netns)
     if setup_netns; then
       # the API listens inside the scheduler's namespace: bench from there too
-      url=$(start_cluster netns tcp "ip netns exec ${NS[0]}" "ip netns exec ${NS[1]}" "ip netns exec ${NS[2]}" \
-        10.$NETNS_K.1.1 10.$NETNS_K.2.1)
+      start_cluster netns tcp "ip netns exec ${NS[0]}" "ip netns exec ${NS[1]}" "ip netns exec ${NS[2]}" \
+        10.$NETNS_K.1.1 10.$NETNS_K.2.1
       BENCH_X="ip netns exec ${NS[0]}"
     else
       echo "netns: skipped (needs root and ip netns)" >&2
