@@ -16,17 +16,7 @@ grep -qa st_dpdk_ops "$STRAIT" || { echo "SKIP: built without DPDK"; exit 77; }
 command -v curl >/dev/null || { echo "SKIP: curl is not installed"; exit 77; }
 PY=python3
 
-TMP=$(mktemp -d)
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null; done
-  [ -n "${KEEP_TMP:-}" ] && echo "kept $TMP" || rm -rf "$TMP"
-}
-trap cleanup EXIT
-fail=0
-pass=0
-ok() { pass=$((pass + 1)); }
-bad() { echo "FAIL $*"; fail=$((fail + 1)); }
+. "$(dirname "$0")/../lib.sh" # $TMP, PIDS killed on exit, ok / bad
 
 api_port() { # log pid -> the API port once "listening on http://127.0.0.1:PORT" shows
   local port=

@@ -21,17 +21,7 @@ PY=python3
 HERE=$(cd "$(dirname "$0")" && pwd)
 ST=("$PY" "$HERE/cluster_status.py")
 
-TMP=$(mktemp -d)
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null; done
-  [ -n "${KEEP_TMP:-}" ] && echo "kept $TMP" || rm -rf "$TMP"
-}
-trap cleanup EXIT
-fail=0
-pass=0
-ok() { pass=$((pass + 1)); }
-bad() { echo "FAIL $*"; fail=$((fail + 1)); }
+. "$(dirname "$0")/../lib.sh" # $TMP, PIDS killed on exit, ok / bad
 TOKEN=test-cluster-token-$$
 
 # Wait (up to $3 tenths of a second) for sed pattern $2 in file $1 while pid $4 lives; echo the match.

@@ -16,17 +16,7 @@ command -v curl >/dev/null || { echo "SKIP: curl is not installed"; exit 77; }
   { echo "SKIP: this strait run has no --nodes (no cluster scheduler)"; exit 77; }
 DELAY=${DELAY_MS:-35}
 
-TMP=$(mktemp -d)
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null; done
-  [ -n "${KEEP_TMP:-}" ] && echo "kept $TMP" || rm -rf "$TMP"
-}
-trap cleanup EXIT
-fail=0
-pass=0
-ok() { pass=$((pass + 1)); }
-bad() { echo "FAIL $*"; fail=$((fail + 1)); }
+. "$(dirname "$0")/../lib.sh" # $TMP, PIDS killed on exit, ok / bad
 
 . "$HERE/cluster_lib.sh"
 
