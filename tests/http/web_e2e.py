@@ -101,11 +101,18 @@ def start_chromium(profile):
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     port_file = os.path.join(profile, "DevToolsActivePort")
     end = time.time() + 30
-    while time.time() < end and not os.path.exists(port_file):
+    words = []
+    # chromium creates the file before it writes the port into it: wait for the content
+    while time.time() < end and not words:
         if proc.poll() is not None:
             raise RuntimeError(f"chromium exited with {proc.returncode}")
-        time.sleep(0.05)
-    port = int(open(port_file).read().split()[0])
+        if os.path.exists(port_file):
+            words = open(port_file).read().split()
+        if not words:
+            time.sleep(0.05)
+    if not words:
+        raise RuntimeError("chromium wrote no DevToolsActivePort within 30 s")
+    port = int(words[0])
     for _ in range(200):
         targets = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=5))
         pages = [t for t in targets if t.get("type") == "page"]
