@@ -111,6 +111,7 @@ def start_chromium(profile):
         if not words:
             time.sleep(0.05)
     if not words:
+        proc.kill()  # nobody else holds it yet
         raise RuntimeError("chromium wrote no DevToolsActivePort within 30 s")
     port = int(words[0])
     for _ in range(200):
@@ -119,6 +120,7 @@ def start_chromium(profile):
         if pages:
             return proc, pages[0]["webSocketDebuggerUrl"]
         time.sleep(0.05)
+    proc.kill()
     raise RuntimeError("chromium shows no page target")
 
 
