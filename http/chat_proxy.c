@@ -20,6 +20,7 @@
 #include <h2o.h>
 
 #include "../common/st_common.h"
+#include "listen.h"
 #include "web_assets.h"
 
 #define DEFAULT_UPSTREAM_PORT 3001
@@ -122,39 +123,6 @@ static int parse_upstream(const char *s, char **out)
     return ST_OK;
 }
 
-static int make_listener(st_chat_proxy *p)
-{
-    struct addrinfo hints, *res = NULL;
-    memset(&hints, 0, sizeof hints);
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
-    char ports[16];
-    snprintf(ports, sizeof ports, "%d", p->cfg.port);
-    int gai = getaddrinfo(p->host, ports, &hints, &res);
-    if (gai != 0)
-        return st_err(ST_EINVAL, "chat: cannot resolve host '%s': %s", p->host, gai_strerror(gai));
-    int fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    int one = 1;
-    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
-        bind(fd, res->ai_addr, res->ai_addrlen) != 0 || listen(fd, SOMAXCONN) != 0) {
-        int err = errno;
-        if (fd >= 0)
-            close(fd);
-        freeaddrinfo(res);
-        return st_err(ST_EIO, "chat: cannot listen on %s:%d: %s", p->host, p->cfg.port, strerror(err));
-    }
-    freeaddrinfo(res);
-    struct sockaddr_storage ss;
-    socklen_t sl = sizeof ss;
-    getsockname(fd, (struct sockaddr *)&ss, &sl);
-    p->port = ss.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)
-                                       : ntohs(((struct sockaddr_in *)&ss)->sin_port);
-    fcntl(fd, F_SETFL, O_NONBLOCK);
-    p->listen_fd = fd;
-    return ST_OK;
-}
-
 static void on_accept(h2o_socket_t *listener, const char *err)
 {
     st_chat_proxy *p = listener->data;
@@ -189,7 +157,7 @@ int st_chat_proxy_create(const st_chat_proxy_config *c, st_chat_proxy **out)
     p->cfg.upstream = p->upstream;
     p->listen_fd = -1;
     p->wake_fd[0] = p->wake_fd[1] = -1;
-    if ((rc = make_listener(p)))
+    if ((rc = st_http_listen_socket("chat", p->host, p->cfg.port, &p->listen_fd, &p->port)))
         goto fail;
     if (pipe2(p->wake_fd, O_CLOEXEC | O_NONBLOCK) != 0) {
         rc = st_err(ST_EIO, "chat: pipe: %s", strerror(errno));

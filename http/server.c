@@ -16,6 +16,7 @@
 
 #include "../common/st_common.h"
 #include "http_internal.h"
+#include "listen.h"
 
 /* Shutdown never waits longer than this after the abort for in-flight
  * requests to drain (a client that stopped reading cannot hold it open). */
@@ -138,39 +139,6 @@ static int make_tls(struct st_http_server *srv, const st_http_server_config *cfg
     return ST_OK;
 }
 
-static int make_listener(struct st_http_server *srv, const char *host, int port)
-{
-    struct addrinfo hints, *res = NULL;
-    memset(&hints, 0, sizeof hints);
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
-    char ports[16];
-    snprintf(ports, sizeof ports, "%d", port);
-    int gai = getaddrinfo(host, ports, &hints, &res);
-    if (gai != 0)
-        return st_err(ST_EINVAL, "http: cannot resolve host '%s': %s", host, gai_strerror(gai));
-    int fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    int one = 1;
-    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
-        bind(fd, res->ai_addr, res->ai_addrlen) != 0 || listen(fd, SOMAXCONN) != 0) {
-        int err = errno;
-        if (fd >= 0)
-            close(fd);
-        freeaddrinfo(res);
-        return st_err(ST_EIO, "http: cannot listen on %s:%d: %s", host, port, strerror(err));
-    }
-    freeaddrinfo(res);
-    struct sockaddr_storage ss;
-    socklen_t sl = sizeof ss;
-    getsockname(fd, (struct sockaddr *)&ss, &sl);
-    srv->port = ss.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)
-                                         : ntohs(((struct sockaddr_in *)&ss)->sin_port);
-    fcntl(fd, F_SETFL, O_NONBLOCK);
-    srv->listen_fd = fd;
-    return ST_OK;
-}
-
 int st_http_server_create(const st_http_server_config *cfg, st_http_server **out)
 {
     if (!cfg || !cfg->backend || !cfg->backend->submit || !cfg->backend->abort || !cfg->backend->stats)
@@ -206,7 +174,7 @@ int st_http_server_create(const st_http_server_config *cfg, st_http_server **out
     h2o_linklist_init_anchor(&srv->ext_streams);
     int rc;
     if ((rc = load_keys(srv, cfg)) || (rc = st_prompt_init(&srv->prompt, cfg->tok, cfg->chat_template)) ||
-        (rc = make_tls(srv, cfg)) || (rc = make_listener(srv, srv->host, cfg->port)))
+        (rc = make_tls(srv, cfg)) || (rc = st_http_listen_socket("http", srv->host, cfg->port, &srv->listen_fd, &srv->port)))
         goto fail;
     if (pipe2(srv->wake_fd, O_CLOEXEC | O_NONBLOCK) != 0) {
         rc = st_err(ST_EIO, "http: pipe: %s", strerror(errno));
