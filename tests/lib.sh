@@ -13,3 +13,4 @@ fail=0
 pass=0
 ok() { pass=$((pass + 1)); }
 bad() { echo "FAIL $*"; fail=$((fail + 1)); }
+

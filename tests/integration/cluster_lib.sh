@@ -3,7 +3,7 @@
 # NS_EXEC (optional): a command prefix that runs curl/python where the API
 # is reachable, e.g. "ip netns exec NS".
 
-PROMPTS=("The capital of France is" "Once upon a time, in a small village," "def fibonacci(n):" "1, 2, 3, 4,")
+. "$(dirname "${BASH_SOURCE[0]}")/../lib_model.sh" # PROMPTS, complete_all, model_layers
 MAX_TOKENS=${MAX_TOKENS:-16}
 
 # wait_log FILE PID SED_EXPR [SECONDS]: the first value SED_EXPR extracts from

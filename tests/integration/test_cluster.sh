@@ -22,6 +22,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 ST=("$PY" "$HERE/cluster_status.py")
 
 . "$(dirname "$0")/../lib.sh" # $TMP, PIDS killed on exit, ok / bad
+. "$(dirname "$0")/../lib_model.sh" # PROMPTS, complete_all, model_layers
 TOKEN=test-cluster-token-$$
 
 # Wait (up to $3 tenths of a second) for sed pattern $2 in file $1 while pid $4 lives; echo the match.
@@ -49,21 +50,6 @@ wait_status() {
   return 1
 }
 
-PROMPTS=("The capital of France is" "Once upon a time, in a small village," "def fibonacci(n):" "1, 2, 3, 4,")
-complete_all() {
-  local u=$1 out=$2 i=0 pids=()
-  for p in "${PROMPTS[@]}"; do
-    body=$("$PY" -c 'import json,sys; print(json.dumps({"model":"m","prompt":sys.argv[1],"max_tokens":24,"temperature":0}))' "$p")
-    curl -s -m 120 -H 'Content-Type: application/json' -d "$body" "$u/v1/completions" -o "$out.$i" &
-    pids+=($!)
-    i=$((i + 1))
-  done
-  for p in "${pids[@]}"; do wait "$p"; done
-  for i in "${!PROMPTS[@]}"; do
-    "$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["choices"][0]["text"])' "$out.$i" >"$out.$i.txt" \
-      2>/dev/null || { echo "no completion in $out.$i:"; cat "$out.$i"; }
-  done
-}
 same_as_one() { # $1: prefix of the outputs to compare with one machine's; $2: label
   local same=1
   for i in "${!PROMPTS[@]}"; do

@@ -59,8 +59,7 @@ ip -n $NS_B route add default via 10.$N.2.1
 ip netns exec $NS_S sysctl -qw net.ipv4.ip_forward=1 # this namespace's own setting
 set +e
 
-N_LAYERS=$("$STRAIT" inspect "$MODEL" 2>/dev/null | sed -n 's/.*\b\([0-9][0-9]*\) layers.*/\1/p' | head -1)
-[ -n "$N_LAYERS" ] || N_LAYERS=30
+N_LAYERS=$(model_layers) || exit 1
 CUT=$((N_LAYERS / 2))
 
 # ---- one machine, root namespace -----------------------------------------------------------------

@@ -20,8 +20,7 @@ DELAY=${DELAY_MS:-35}
 
 . "$HERE/cluster_lib.sh"
 
-N_LAYERS=$("$STRAIT" inspect "$MODEL" 2>/dev/null | sed -n 's/.*\b\([0-9][0-9]*\) layers.*/\1/p' | head -1)
-[ -n "$N_LAYERS" ] || N_LAYERS=30
+N_LAYERS=$(model_layers) || exit 1
 CUT=$((N_LAYERS / 2))
 
 # ---- one machine (no delay) --------------------------------------------------------------

@@ -16,6 +16,8 @@ command -v curl >/dev/null || { echo "SKIP: curl is not installed"; exit 77; }
 PY=python3
 
 . "$(dirname "$0")/../lib.sh" # $TMP, PIDS killed on exit, ok / bad
+. "$(dirname "$0")/../lib_model.sh" # PROMPTS, complete_all, model_layers
+MAXTOK=24
 
 # Wait for "listening on http://127.0.0.1:PORT" in $1 from pid $2; echo the port.
 api_port() {
@@ -29,26 +31,8 @@ api_port() {
   echo "$port"
 }
 
-PROMPTS=("The capital of France is" "Once upon a time, in a small village," "def fibonacci(n):" "1, 2, 3, 4,")
-# Send every prompt at once (temperature 0, $MAXTOK tokens); texts into $2.N.
-MAXTOK=24
-complete_all() {
-  local u=$1 out=$2 i=0 pids=()
-  for p in "${PROMPTS[@]}"; do
-    body=$("$PY" -c 'import json,sys; print(json.dumps({"model":"m","prompt":sys.argv[1],"max_tokens":int(sys.argv[2]),"temperature":0}))' "$p" "$MAXTOK")
-    curl -s -m 120 -H 'Content-Type: application/json' -d "$body" "$u/v1/completions" -o "$out.$i" &
-    pids+=($!)
-    i=$((i + 1))
-  done
-  for p in "${pids[@]}"; do wait "$p"; done
-  for i in "${!PROMPTS[@]}"; do
-    "$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["choices"][0]["text"])' "$out.$i" >"$out.$i.txt" \
-      2>/dev/null || { echo "no completion in $out.$i:"; cat "$out.$i"; }
-  done
-}
 
-N_LAYERS=$("$STRAIT" inspect "$MODEL" 2>/dev/null | sed -n 's/.*\b\([0-9][0-9]*\) layers.*/\1/p' | head -1)
-[ -n "$N_LAYERS" ] || N_LAYERS=30
+N_LAYERS=$(model_layers) || exit 1
 CUT=$((N_LAYERS / 2))
 COMMON=(-t 1 --kv-blocks 256 --ctx 2048 --max-batch-size 8)
 
