@@ -11,9 +11,8 @@
  * round trip among those received in the last ST_CLOCK_WINDOW_NS: the
  * least queueing, hence the tightest bound, while still following drift.
  *
- * Estimates are kept by node id (a node's id names its key, and its clock
- * is its host's), in a process-wide table safe for any thread; a node's
- * samples are dropped when it rejoins (st_clock_sync_forget). */
+ * The scheduler keeps one estimate in each node's record (cluster_internal.h),
+ * under its lock; a rejoining node starts a fresh one. */
 #ifndef ST_CLUSTER_CLOCK_SYNC_H
 #define ST_CLUSTER_CLOCK_SYNC_H
 
@@ -35,10 +34,5 @@ int st_clock_est_add(st_clock_est *e, uint64_t t0, uint64_t t1, uint64_t t2);
 /* The best sample received in (now - window, now]: ST_OK with its offset
  * and uncertainty (ns), or ST_ENOENT when there is none. */
 int st_clock_est_get(const st_clock_est *e, uint64_t now, int64_t *offset_ns, uint64_t *uncertainty_ns);
-
-/* The process-wide table, by node id (a string of at most 32 characters). */
-int st_clock_sync_add(const char *node_id, uint64_t t0, uint64_t t1, uint64_t t2);
-int st_clock_sync_get(const char *node_id, uint64_t now, int64_t *offset_ns, uint64_t *uncertainty_ns);
-void st_clock_sync_forget(const char *node_id);
 
 #endif

@@ -169,7 +169,6 @@ static void node_add(cl_state *cl, st_ctl_conn *c, const st_ctl_peer_info *info)
     n->pipe = -1;
     n->last_seen_ns = st_now_ns();
     n->last_ping_ns = 0; /* ping at once: its clock offset is known before its first spans arrive */
-    st_clock_sync_forget(n->id); /* a new process: offsets are measured afresh */
     ST_INFO("cluster: node %s (%.12s) joined from %s", n->name, n->id, n->peer);
     cl_touch(cl);
 }
@@ -193,7 +192,7 @@ static void on_trace(cl_state *cl, int slot, const st_json *msg)
     }
     int64_t off = 0;
     uint64_t unc = UINT64_MAX;
-    if (st_clock_sync_get(n->id, st_now_ns(), &off, &unc) != ST_OK) {
+    if (st_clock_est_get(&n->clock, st_now_ns(), &off, &unc) != ST_OK) {
         off = 0;
         unc = UINT64_MAX;
     }
@@ -224,7 +223,7 @@ static void on_message(cl_state *cl, int slot, const st_json *msg)
         if (t > 0 && t <= (double)now) {
             n->rtt_ms = ((double)now - t) / 1e6;
             if (tp > 0 && tp < 9.2e18)
-                (void)st_clock_sync_add(n->id, (uint64_t)t, (uint64_t)tp, now);
+                (void)st_clock_est_add(&n->clock, (uint64_t)t, (uint64_t)tp, now);
         }
     } else if (!strcmp(type, "trace")) {
         on_trace(cl, slot, msg);

@@ -19,6 +19,7 @@
 #include "dataplane/transport.h"
 #include "sched/cluster/alloc.h"
 #include "sched/cluster/cluster.h"
+#include "sched/cluster/clock_sync.h"
 #include "sched/cluster/ctl.h"
 #include "sched/pipeline.h"
 
@@ -45,6 +46,7 @@ typedef struct cl_node {
     char name[64];
     char peer[80];            /* "HOST:PORT" of its control connection */
     char local_host[64];      /* our address as the node reached it (for its back link) */
+    st_clock_est clock;       /* its clock's offset from ours, from ping/pong (clock_sync.h) */
     st_ctl_conn *conn;        /* NULL once failed or left */
     st_node_hw hw;
     int has_hw;

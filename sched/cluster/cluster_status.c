@@ -85,7 +85,7 @@ void st_cluster_status_json(st_cluster *cl, st_strbuf *out)
         /* its clock minus ours, and the bound on that estimate (sched/cluster/clock_sync.h); null before a pong */
         int64_t off;
         uint64_t unc;
-        if (st_clock_sync_get(n->id, now, &off, &unc) == ST_OK)
+        if (st_clock_est_get(&n->clock, now, &off, &unc) == ST_OK)
             st_sb_printf(out, ",\"clock_offset_us\":%.3f,\"clock_uncertainty_us\":%.3f", (double)off * 1e-3,
                          (double)unc * 1e-3);
         else
