@@ -17,6 +17,7 @@ void st_sched_batch_free(st_sched_batch *sb)
     free(sb->tables);
     free(sb->table_off);
     free(sb->logit_rows);
+    free(sb->released);
     memset(sb, 0, sizeof *sb);
 }
 
@@ -26,6 +27,16 @@ void st_sched_batch_reset(st_sched_batch *sb, uint64_t step)
     sb->b = (st_batch){0};
     sb->n_table = 0;
     sb->n_logit_rows = 0;
+    sb->n_released = 0;
+}
+
+void st_sched_batch_release(st_sched_batch *sb, uint64_t req_id)
+{
+    if (sb->n_released == sb->cap_released) {
+        sb->cap_released = ST_MAX(16, sb->cap_released * 2);
+        sb->released = st_xrealloc(sb->released, (size_t)sb->cap_released * sizeof *sb->released);
+    }
+    sb->released[sb->n_released++] = req_id;
 }
 
 int st_sched_batch_add(st_sched_batch *sb, int32_t seq_id, uint64_t req_id, const int32_t *tokens, int n,

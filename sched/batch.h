@@ -37,6 +37,11 @@ typedef struct st_sched_batch {
     size_t n_table, cap_table;
     int32_t *logit_rows;    /* (n_logit_rows,) ascending rows whose logits are wanted */
     int n_logit_rows;
+    /* Requests that released their blocks (finished, aborted, preempted)
+     * since the previous batch: executors that keep per-sequence state (a
+     * pipeline's block tables, sched/block_tables.h) forget them. */
+    uint64_t *released;     /* (cap_released,) */
+    int n_released, cap_released;
 } st_sched_batch;
 
 void st_sched_batch_init(st_sched_batch *sb);
@@ -48,6 +53,8 @@ void st_sched_batch_reset(st_sched_batch *sb, uint64_t step);
  * are wanted. Returns the sequence's index in the batch. */
 int st_sched_batch_add(st_sched_batch *sb, int32_t seq_id, uint64_t req_id, const int32_t *tokens, int n,
                        int pos0, const int32_t *table, int n_blocks, int want_logits, const st_sampling *sampling);
+/* Note that request req_id released its blocks (see `released`). */
+void st_sched_batch_release(st_sched_batch *sb, uint64_t req_id);
 /* Fix the st_batch view after the last add. */
 void st_sched_batch_seal(st_sched_batch *sb);
 

@@ -186,6 +186,7 @@ void st_batcher_destroy(st_batcher *b)
     free(b->running);
     free(b->aborts);
     free(b->abort_work);
+    free(b->released);
     pthread_mutex_destroy(&b->mu);
     pthread_cond_destroy(&b->cv);
     pthread_mutex_destroy(&b->stats_mu);

@@ -97,6 +97,9 @@ struct st_batcher {
     uint64_t next_step;           /* step number of the next batch built */
     uint64_t *abort_work;         /* (cap_abort_work,) drained abort ids */
     int cap_abort_work;
+    uint64_t *released;           /* (cap_released,) requests that released their blocks since the last
+                                     batch was built; that batch carries them (st_sched_batch.released) */
+    int n_released, cap_released;
     st_batcher_stats st;          /* counters, copied to `pub` after each step */
 
     pthread_mutex_t stats_mu;

@@ -18,8 +18,19 @@ static void running_remove(st_batcher *b, seq *s)
         }
 }
 
+/* s gave its blocks back: the next batch tells the executor. */
+static void note_released(st_batcher *b, const seq *s)
+{
+    if (b->n_released == b->cap_released) {
+        b->cap_released = ST_MAX(16, b->cap_released * 2);
+        b->released = st_xrealloc(b->released, (size_t)b->cap_released * sizeof *b->released);
+    }
+    b->released[b->n_released++] = s->id;
+}
+
 void sched_retire(st_batcher *b, seq *s)
 {
+    note_released(b, s);
     if (s->state == SEQ_RUNNING)
         running_remove(b, s);
     else if (s->state == SEQ_WAITING)
@@ -34,6 +45,7 @@ void sched_retire(st_batcher *b, seq *s)
 static void preempt(st_batcher *b, seq *s)
 {
     st_kv_seq_free(b->kb, &s->kv);
+    note_released(b, s);
     running_remove(b, s);
     s->state = SEQ_WAITING;
     s->sched_rows = 0;
@@ -186,6 +198,9 @@ static void build_batch(st_batcher *b, inflight *f)
     f->traced = 0;
     f->n_seqs = 0;
     st_sched_batch_reset(&f->batch, b->next_step++);
+    for (int i = 0; i < b->n_released; i++)
+        st_sched_batch_release(&f->batch, b->released[i]);
+    b->n_released = 0;
     for (int i = 0; i < b->n_running; i++) {
         seq *s = b->running[i];
         if (!s->sched_rows || s->in_flight)
