@@ -5,10 +5,17 @@
 #include "common/st_common.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
+
+/* A shared region's size is sealed: a peer that maps it can then trust
+ * that the file will not shrink under the mapping (which would turn its
+ * next access into SIGBUS). */
+#define MR_SEALS (F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL)
 
 static uint32_t next_key = 1;
 
@@ -37,20 +44,21 @@ int st_mr_alloc(size_t len, int flags, st_mr **out)
     if (flags & ST_MR_SHARED) {
         /* hugetlbfs first when asked (needs reserved huge pages), else a
          * plain memfd, which madvise below may still back with THP */
-        fd = (flags & ST_MR_HUGEPAGE) ? memfd_create("strait-mr", MFD_CLOEXEC | MFD_HUGETLB) : -1;
-        if (fd >= 0 && ftruncate(fd, (off_t)len) == 0) {
+        fd = (flags & ST_MR_HUGEPAGE) ? memfd_create("strait-mr", MFD_CLOEXEC | MFD_ALLOW_SEALING | MFD_HUGETLB) : -1;
+        if (fd >= 0 && ftruncate(fd, (off_t)len) == 0 && fcntl(fd, F_ADD_SEALS, MR_SEALS) == 0) {
             p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
             if (p != MAP_FAILED)
                 goto mapped;
         }
         if (fd >= 0)
             close(fd);
-        fd = memfd_create("strait-mr", MFD_CLOEXEC);
+        fd = memfd_create("strait-mr", MFD_CLOEXEC | MFD_ALLOW_SEALING);
         if (fd < 0)
             return st_err(ST_EIO, "mr: memfd_create: %s", strerror(errno));
-        if (ftruncate(fd, (off_t)len) != 0) {
+        if (ftruncate(fd, (off_t)len) != 0 || fcntl(fd, F_ADD_SEALS, MR_SEALS) != 0) {
+            int e = errno;
             close(fd);
-            return st_err(ST_EIO, "mr: ftruncate %zu: %s", len, strerror(errno));
+            return st_err(ST_EIO, "mr: size and seal a %zu-byte memfd: %s", len, strerror(e));
         }
         p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     } else {
@@ -83,6 +91,18 @@ int st_mr_register(void *addr, size_t len, st_mr **out)
 int st_mr_import(int fd, size_t len, st_mr **out)
 {
     *out = NULL;
+    /* the fd comes from another process: map it only if it is a file at
+     * least len bytes long whose size is sealed against shrinking */
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || len == 0 || (uint64_t)st.st_size < len) {
+        close(fd);
+        return st_err(ST_EPROTO, "mr: shared region is not a file of at least %zu bytes", len);
+    }
+    int seals = fcntl(fd, F_GET_SEALS);
+    if (seals < 0 || !(seals & F_SEAL_SHRINK)) {
+        close(fd);
+        return st_err(ST_EPROTO, "mr: shared region of %zu bytes is not sealed against shrinking", len);
+    }
     void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     if (p == MAP_FAILED) {
         close(fd);

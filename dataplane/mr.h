@@ -29,7 +29,10 @@ typedef struct st_mr {
 int st_mr_alloc(size_t len, int flags, st_mr **out);
 /* Register caller memory [addr, addr+len); the caller keeps ownership. */
 int st_mr_register(void *addr, size_t len, st_mr **out);
-/* Map a region another process shared (its fd, len); takes the fd. */
+/* Map a region another process shared (its fd, len); takes the fd.
+ * ST_EPROTO unless the fd is a file of at least len bytes sealed against
+ * shrinking (st_mr_alloc seals ST_MR_SHARED memfds so), so that the peer
+ * cannot truncate it under the mapping and crash us with SIGBUS. */
 int st_mr_import(int fd, size_t len, st_mr **out);
 void st_mr_free(st_mr *mr);
 /* 1 if [p, p+n) lies inside mr. */

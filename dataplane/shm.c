@@ -422,6 +422,15 @@ static int shm_recv(st_link *k, st_msg *out)
             return st_link_fail(k, ST_EPROTO, "corrupt record header in the shared ring");
         }
         if (h.flags & REC_WRAP) {
+            /* a producer wraps only from inside the area, and publishes the
+             * marker together with the record after it: anything else (a
+             * marker at offset 0 would send us around the ring for ever)
+             * is a broken or hostile peer */
+            if (off == 0 || avail <= s->area - off) {
+                k->stats.frames_rejected++;
+                return st_link_fail(k, ST_EPROTO, "wrap marker at ring offset %llu with %llu bytes published",
+                                    (unsigned long long)off, (unsigned long long)avail);
+            }
             s->rx_pos += s->area - off;
             continue;
         }

@@ -3,6 +3,7 @@
  * mappings, argument checks on the data calls. */
 #define _GNU_SOURCE
 #include "common/st_common.h"
+#include "dataplane/crc32c.h"
 #include "dataplane/mr.h"
 #include "dataplane/transport.h"
 #include "tests/test.h"
@@ -10,6 +11,9 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -192,6 +196,133 @@ static void test_no_sigpipe(void)
     st_listener_close(l);
 }
 
+
+/* ---- a hostile shm peer ----------------------------------------------------------------
+ * The connector of an shm link hands the listener a memfd and then writes
+ * the shared ring directly, so the listener must check both. These tests
+ * play such a connector by hand; the layout they forge is shm.c's: the
+ * handshake {u32 magic "SSHM", u32 credits, u64 area, u64 max_msg} with the
+ * fd, ring a (connector -> listener) = a 4096-byte control block (head: u64
+ * at 0) then `area` bytes of records with 64-byte headers {u32 magic, u32
+ * crc32c of bytes 8..32, u64 len, u64 seq, u32 flags (1 = wrap)}. */
+#define FORGE_AREA ((uint64_t)2 << 20)
+
+static int forge_connect(const char *addr)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    memcpy(sa.sun_path, addr, strlen(addr));
+    sa.sun_path[0] = 0;
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    if (connect(fd, (struct sockaddr *)&sa, (socklen_t)(offsetof(struct sockaddr_un, sun_path) + strlen(addr))) != 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static int forge_hello(int sock, int memfd, uint64_t area)
+{
+    struct {
+        uint32_t magic, credits;
+        uint64_t area, max_msg;
+    } h = {0x4d485353u, 16, area, 1 << 20};
+    char cbuf[CMSG_SPACE(sizeof(int))];
+    memset(cbuf, 0, sizeof cbuf);
+    struct iovec v = {&h, sizeof h};
+    struct msghdr mh = {.msg_iov = &v, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof cbuf};
+    struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+    cm->cmsg_level = SOL_SOCKET;
+    cm->cmsg_type = SCM_RIGHTS;
+    cm->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(cm), &memfd, sizeof(int));
+    return sendmsg(sock, &mh, 0) == (ssize_t)sizeof h ? 0 : -1;
+}
+
+/* One forged connection; returns st_accept's code (and the link on ST_OK). */
+static int forge_accept(st_listener *l, int memfd, uint64_t area, int *sock, st_link **k)
+{
+    *sock = forge_connect(st_listener_addr(l));
+    if (*sock < 0 || forge_hello(*sock, memfd, area) != 0)
+        return -999;
+    return st_accept(l, 3000, k);
+}
+
+static void on_alarm(int sig)
+{
+    (void)sig;
+    static const char msg[] = "FAIL: shm receive looped on a forged wrap marker\n";
+    if (write(2, msg, sizeof msg - 1) < 0) {
+    }
+    _exit(1);
+}
+
+static void test_shm_hostile(void)
+{
+    st_link_opts o;
+    st_link_opts_default(&o);
+    o.max_msg = 1 << 20, o.rx_bytes = 2 * ((1 << 20) + 128);
+    char addr[64];
+    snprintf(addr, sizeof addr, "@strait-hostile-%d", (int)getpid());
+    st_listener *l;
+    if (st_listen("shm", addr, &o, &l) != ST_OK) {
+        CHECKF(0, "shm listen: %s", st_errmsg());
+        return;
+    }
+    size_t full = 2 * (4096 + FORGE_AREA);
+    int sock, rc;
+    st_link *k = NULL;
+
+    /* a memfd far smaller than the rings it claims: mapping it and touching
+     * the control block would be SIGBUS */
+    int small = memfd_create("forged-small", MFD_ALLOW_SEALING);
+    CHECK(small >= 0 && ftruncate(small, 4096) == 0 && fcntl(small, F_ADD_SEALS, F_SEAL_SHRINK) == 0);
+    rc = forge_accept(l, small, FORGE_AREA, &sock, &k);
+    CHECKF(rc == ST_EPROTO && k == NULL, "short memfd: %s (%s)", st_strerror(rc), st_errmsg());
+    close(small), close(sock);
+
+    /* the right size but not sealed: the peer could shrink it later */
+    int loose = memfd_create("forged-loose", 0);
+    CHECK(loose >= 0 && ftruncate(loose, (off_t)full) == 0);
+    rc = forge_accept(l, loose, FORGE_AREA, &sock, &k);
+    CHECKF(rc == ST_EPROTO && k == NULL, "unsealed memfd: %s (%s)", st_strerror(rc), st_errmsg());
+    close(loose), close(sock);
+
+    /* a proper region, then a wrap marker at offset 0 with a huge head:
+     * the receiver must refuse it, not go round the ring 2^41 times */
+    int good = memfd_create("forged-good", MFD_ALLOW_SEALING);
+    CHECK(good >= 0 && ftruncate(good, (off_t)full) == 0 && fcntl(good, F_ADD_SEALS, F_SEAL_SHRINK) == 0);
+    uint8_t *map = mmap(NULL, full, PROT_READ | PROT_WRITE, MAP_SHARED, good, 0);
+    CHECK(map != MAP_FAILED);
+    rc = forge_accept(l, good, FORGE_AREA, &sock, &k);
+    CHECKF(rc == ST_OK && k, "sealed memfd refused: %s", st_errmsg());
+    if (rc == ST_OK && k && map != MAP_FAILED) {
+        uint8_t *rec = map + 4096;
+        memset(rec, 0, 64);
+        uint32_t magic = 0x52485353u, flags = 1;
+        memcpy(rec, &magic, 4);
+        memcpy(rec + 24, &flags, 4);
+        uint32_t crc = st_crc32c(0, rec + 8, 24);
+        memcpy(rec + 4, &crc, 4);
+        uint64_t head = (uint64_t)1 << 62;
+        __atomic_store_n((uint64_t *)map, head, __ATOMIC_RELEASE);
+        signal(SIGALRM, on_alarm);
+        alarm(20);
+        st_msg m;
+        rc = st_link_recv(k, &m);
+        alarm(0);
+        CHECKF(rc == ST_EPROTO, "forged wrap marker: %s", st_strerror(rc));
+        CHECK(st_link_error(k) == ST_EPROTO && strstr(st_link_errmsg(k), "wrap"));
+        st_link_stats ls;
+        st_link_get_stats(k, &ls);
+        CHECK(ls.frames_rejected == 1);
+        st_link_close(k);
+    }
+    if (map != MAP_FAILED)
+        munmap(map, full);
+    close(good), close(sock);
+    st_listener_close(l);
+}
+
 int main(void)
 {
     test_mr();
@@ -201,5 +332,6 @@ int main(void)
     snprintf(addr, sizeof addr, "@strait-endpoints-%d", (int)getpid());
     test_garbage("shm", addr);
     test_no_sigpipe();
+    test_shm_hostile();
     return test_done();
 }
