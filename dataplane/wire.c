@@ -243,6 +243,9 @@ int st_wire_writer_add(st_wire_writer *w, const st_wire_seq *s, const uint32_t *
     if (!sampling_ok(&s->sp))
         return w->err = st_err(ST_EINVAL, "wire: seq %llu: sampling parameters out of range",
                                (unsigned long long)s->seq_id);
+    if (s->n_tokens > UINT32_MAX - w->tokens_added) /* the sum must not wrap back onto hdr.n_tokens */
+        return w->err = st_err(ST_ERANGE, "wire: seq %llu: %u more tokens overflow the message's %u",
+                               (unsigned long long)s->seq_id, s->n_tokens, w->tokens_added);
     size_t sz = rec_size(s->n_blocks);
     if (w->n_added >= w->hdr.n_seqs || sz > w->cap - w->off)
         return w->err = st_err(ST_ERANGE, "wire: record %u does not fit (n_seqs %u, %zu of %zu bytes used)",

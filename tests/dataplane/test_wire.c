@@ -136,6 +136,17 @@ int main(void)
     st_wire_writer_init(&w, bad, sizeof bad, &h);
     CHECK(st_wire_writer_add(&w, &one, NULL) == ST_EINVAL);
 
+    /* record token counts that wrap a u32 back onto the header's n_tokens
+     * (0xffffffff + 3 == 2) are refused, not encoded into a message the
+     * decoder would then reject */
+    h = (st_wire_hdr){.kind = ST_WIRE_FORWARD, .n_seqs = 2, .n_tokens = 2, .dtype = ST_WIRE_DT_NONE};
+    st_wire_writer_init(&w, bad, sizeof bad, &h);
+    one = (st_wire_seq){.seq_id = 1, .n_tokens = 0xffffffffu};
+    CHECK(st_wire_writer_add(&w, &one, NULL) == ST_OK);
+    one.n_tokens = 3;
+    CHECK(st_wire_writer_add(&w, &one, NULL) == ST_ERANGE);
+    CHECK(st_wire_writer_finish(&w, &meta) == ST_ERANGE);
+
     /* heartbeat: header only */
     st_wire_hdr hb = {.kind = ST_WIRE_HEARTBEAT, .step_id = 5};
     st_wire_writer_init(&w, bad, sizeof bad, &hb);
