@@ -3,6 +3,7 @@
 #include "poller.h"
 
 #include "common/st_common.h"
+#include "link_impl.h"
 #include "ring.h"
 
 #include <errno.h>
@@ -27,6 +28,8 @@ struct st_poller {
     _Atomic int stop;
     _Atomic int sleeping;     /* core is (about to be) blocked in st_link_wait */
     _Atomic int err;
+    _Atomic int started;      /* the core is running; pinned_cpu is set */
+    int pinned_cpu;           /* CPU the core runs on, -1: unpinned */
     /* counters: written by the core only, read racily by st_poller_get_stats */
     _Alignas(64) _Atomic uint64_t msgs_rx, bytes_rx, msgs_tx, bytes_tx, spins, yields, sleeps;
     uint64_t *tx_len;         /* bytes per pending send, by link sequence (core only) */
@@ -35,7 +38,7 @@ struct st_poller {
 
 void st_poller_opts_default(st_poller_opts *o)
 {
-    o->cpu = -1;
+    o->cpu = ST_POLLER_CPU_AUTO;
     o->spin_us = 50;
     o->yield_us = 500;
     o->ring = 1024;
@@ -50,6 +53,17 @@ int st_pin_thread(int cpu)
     return rc ? st_err(ST_EINVAL, "cannot pin to CPU %d: %s", cpu, strerror(rc)) : ST_OK;
 }
 
+/* one CPU number at p: digits only, < CPU_SETSIZE; -1 if not */
+static long cpu_num(const char *p, char **end)
+{
+    if (*p < '0' || *p > '9') {
+        *end = (char *)p;
+        return -1;
+    }
+    long v = strtol(p, end, 10);
+    return v < CPU_SETSIZE ? v : -1;
+}
+
 int st_parse_cpu_list(const char *s, int *cpus, int max)
 {
     int n = 0;
@@ -58,15 +72,69 @@ int st_parse_cpu_list(const char *s, int *cpus, int max)
         return st_err(ST_EINVAL, "empty CPU list");
     while (*p) {
         char *end;
-        long v = strtol(p, &end, 10);
-        if (end == p || v < 0 || v >= CPU_SETSIZE || (*end && *end != ',') || (*end == ',' && !end[1]))
+        long lo = cpu_num(p, &end), hi = lo;
+        if (lo >= 0 && *end == '-')
+            hi = cpu_num(end + 1, &end);
+        if (lo < 0 || hi < lo || (*end && *end != ',') || (*end == ',' && !end[1]))
             return st_err(ST_EINVAL, "bad CPU list '%s' at '%s'", s, p);
-        if (n == max)
-            return st_err(ST_EINVAL, "CPU list '%s' has more than %d entries", s, max);
-        cpus[n++] = (int)v;
+        for (long v = lo; v <= hi; v++) {
+            if (n == max)
+                return st_err(ST_EINVAL, "CPU list '%s' has more than %d entries", s, max);
+            cpus[n++] = (int)v;
+        }
         p = *end ? end + 1 : end;
     }
     return n;
+}
+
+/* ---- the process's polling-core list ------------------------------------------------ */
+static pthread_mutex_t cores_mu = PTHREAD_MUTEX_INITIALIZER;
+static int cores[64], n_cores, cores_next, cores_set;
+
+int st_poller_set_cores(const char *list)
+{
+    int c[ST_ARRAY_LEN(cores)], n = 0;
+    if (list && *list && (n = st_parse_cpu_list(list, c, (int)ST_ARRAY_LEN(cores))) < 0)
+        return n;
+    pthread_mutex_lock(&cores_mu);
+    memcpy(cores, c, sizeof(int) * (size_t)n);
+    n_cores = n;
+    cores_next = 0;
+    cores_set = 1;
+    pthread_mutex_unlock(&cores_mu);
+    return ST_OK;
+}
+
+/* The next CPU of the list, or -1 without one. */
+static int next_core(void)
+{
+    int set;
+    pthread_mutex_lock(&cores_mu);
+    set = cores_set;
+    pthread_mutex_unlock(&cores_mu);
+    if (!set) {
+        const char *e = getenv("STRAIT_DATAPLANE_CORES");
+        if (st_poller_set_cores(e) != ST_OK) {
+            ST_WARN("STRAIT_DATAPLANE_CORES: %s; polling cores stay unpinned", st_errmsg());
+            st_poller_set_cores(NULL);
+        }
+    }
+    pthread_mutex_lock(&cores_mu);
+    int cpu = n_cores ? cores[cores_next++ % n_cores] : -1;
+    pthread_mutex_unlock(&cores_mu);
+    return cpu;
+}
+
+/* The single CPU the calling thread may run on, or -1. */
+static int own_cpu(void)
+{
+    cpu_set_t set;
+    if (pthread_getaffinity_np(pthread_self(), sizeof set, &set) != 0 || CPU_COUNT(&set) != 1)
+        return -1;
+    for (int c = 0; c < CPU_SETSIZE; c++)
+        if (CPU_ISSET(c, &set))
+            return c;
+    return -1;
 }
 
 static inline void cpu_relax(void)
@@ -136,8 +204,8 @@ static int pass(st_poller *p)
 static void *core_main(void *arg)
 {
     st_poller *p = arg;
-    if (p->opts.cpu >= 0 && st_pin_thread(p->opts.cpu) != ST_OK)
-        ST_WARN("polling core: %s", st_errmsg());
+    p->pinned_cpu = p->opts.cpu >= 0 ? own_cpu() : -1; /* pinned at creation (thread attribute) */
+    atomic_store(&p->started, 1);
     uint64_t idle_since = 0;
     while (!atomic_load_explicit(&p->stop, memory_order_relaxed)) {
         if (pass(p)) {
@@ -179,18 +247,41 @@ int st_poller_start(st_link *k, const st_poller_opts *o, st_poller **out)
         st_poller_opts_default(&p->opts);
     if (!p->opts.ring)
         p->opts.ring = 1024;
+    if (p->opts.cpu == ST_POLLER_CPU_AUTO)
+        p->opts.cpu = next_core();
+    if (p->opts.cpu < -1 || p->opts.cpu >= CPU_SETSIZE) {
+        int cpu = p->opts.cpu;
+        free(p);
+        return st_err(ST_EINVAL, "polling core: CPU %d", cpu);
+    }
     p->link = k;
     int rc = st_spsc_init(&p->sub, p->opts.ring, sizeof(sub_entry));
     if (!rc) rc = st_spsc_init(&p->rel, p->opts.ring, sizeof(st_msg));
     if (!rc) rc = st_spsc_init(&p->rx, p->opts.ring, sizeof(st_msg));
     if (!rc) rc = st_spsc_init(&p->cq, p->opts.ring, sizeof(st_completion));
+    /* sends posted to the link and not yet completed: at most its sq_depth */
     uint64_t depth = 1;
-    while (depth < (uint64_t)p->opts.ring + 65536) /* >= link sq_depth + ring: every posted send */
+    while (depth < k->opts.sq_depth)
         depth <<= 1;
     p->tx_len = st_xcalloc(depth, sizeof *p->tx_len);
     p->tx_mask = depth - 1;
-    if (!rc && (rc = pthread_create(&p->thread, NULL, core_main, p)) != 0)
-        rc = st_err(ST_EIO, "polling core: pthread_create: %s", strerror(rc));
+    if (!rc) {
+        /* pinned from its first instruction, and a CPU we may not use is
+         * an error here rather than a warning from the thread */
+        pthread_attr_t attr;
+        pthread_attr_init(&attr);
+        if (p->opts.cpu >= 0) {
+            cpu_set_t set;
+            CPU_ZERO(&set);
+            CPU_SET(p->opts.cpu, &set);
+            pthread_attr_setaffinity_np(&attr, sizeof set, &set);
+        }
+        int e = pthread_create(&p->thread, &attr, core_main, p);
+        pthread_attr_destroy(&attr);
+        if (e)
+            rc = st_err(e == EINVAL && p->opts.cpu >= 0 ? ST_EINVAL : ST_EIO, "polling core: start on CPU %d: %s",
+                        p->opts.cpu, strerror(e));
+    }
     if (rc) {
         st_spsc_free(&p->sub), st_spsc_free(&p->rel), st_spsc_free(&p->rx), st_spsc_free(&p->cq);
         free(p->tx_len);
@@ -254,6 +345,14 @@ int st_poller_poll_cq(st_poller *p, st_completion *out, int max)
     while (n < max && st_spsc_pop(&p->cq, &out[n]) == 0)
         n++;
     return n;
+}
+
+int st_poller_cpu(const st_poller *p)
+{
+    st_poller *q = (st_poller *)p;
+    while (!atomic_load(&q->started)) /* the core sets it first thing */
+        sched_yield();
+    return q->pinned_cpu;
 }
 
 int st_poller_error(const st_poller *p) { return atomic_load(&((st_poller *)p)->err); }

@@ -60,6 +60,13 @@ static void test_cpu_list(void)
     CHECK(st_parse_cpu_list("1,", c, 4) == ST_EINVAL);
     CHECK(st_parse_cpu_list("-1", c, 4) == ST_EINVAL);
     CHECK(st_parse_cpu_list("1,2,3,4,5", c, 4) == ST_EINVAL);
+    CHECK(st_parse_cpu_list("2-4,7", c, 4) == 4 && c[0] == 2 && c[2] == 4 && c[3] == 7);
+    CHECK(st_parse_cpu_list("3-3", c, 4) == 1 && c[0] == 3);
+    CHECK(st_parse_cpu_list("4-2", c, 4) == ST_EINVAL);
+    CHECK(st_parse_cpu_list("1-", c, 4) == ST_EINVAL);
+    CHECK(st_parse_cpu_list("0-9", c, 4) == ST_EINVAL);
+    CHECK(st_parse_cpu_list("+1", c, 4) == ST_EINVAL);
+    CHECK(st_poller_set_cores("1,x") == ST_EINVAL);
 }
 
 /* ---- pollers over a real link pair ----------------------------------------------------------- */
@@ -107,9 +114,31 @@ static void test_pollers(const char *transport, const char *addr)
     st_poller_opts_default(&o);
     o.spin_us = 20;
     o.yield_us = 100;
+    /* a CPU this process may not run on is refused, not silently ignored */
     st_poller *tx, *rx;
+    st_poller_opts bad_cpu = o;
+    bad_cpu.cpu = CPU_SETSIZE - 1;
+    CHECK(st_poller_start(a.link, &bad_cpu, &tx) == ST_EINVAL);
+    /* default options take the cores from the --dataplane-cores list in
+     * turn (tcp), or stay unpinned without one (shm) */
+    int allowed[2], n_allowed = 0;
+    cpu_set_t set;
+    CHECK(sched_getaffinity(0, sizeof set, &set) == 0);
+    for (int c = CPU_SETSIZE - 1; c >= 0 && n_allowed < 2; c--)
+        if (CPU_ISSET(c, &set))
+            allowed[n_allowed++] = c;
+    char list[32];
+    if (n_allowed == 2)
+        snprintf(list, sizeof list, "%d,%d", allowed[0], allowed[1]);
+    else
+        snprintf(list, sizeof list, "%d", allowed[0]);
+    int pin = !strcmp(transport, "tcp");
+    CHECK(st_poller_set_cores(pin ? list : NULL) == ST_OK);
     CHECK(st_poller_start(a.link, &o, &tx) == ST_OK);
     CHECK(st_poller_start(server, &o, &rx) == ST_OK);
+    CHECKF(st_poller_cpu(tx) == (pin ? allowed[0] : -1), "%s: sender core on CPU %d", transport, st_poller_cpu(tx));
+    CHECKF(st_poller_cpu(rx) == (pin ? allowed[n_allowed - 1] : -1), "%s: receiver core on CPU %d", transport,
+           st_poller_cpu(rx));
 
     static uint64_t payload[N][4];
     uint64_t sent = 0, got = 0, bad = 0, completions = 0;
