@@ -202,9 +202,14 @@ static int shm_accept(st_listener *base, int timeout_ms, st_link **out)
         if (cm && cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS)
             memcpy(&memfd, CMSG_DATA(cm), sizeof memfd);
     }
-    const st_link_opts *o = &base->opts;
-    if (memfd < 0 || h.magic != SHM_MAGIC || h.area < o->max_msg + 128 || h.area > ((uint64_t)1 << 40) ||
-        h.area % 64 || h.credits == 0) {
+    /* The connector sized the rings for its max_msg; both ends send at most
+     * the smaller of the two max_msg values, and at most half a ring less a
+     * record header, so that a record that must wrap always fits once the
+     * ring has drained (see tx_room). Larger sends are ST_ERANGE at the
+     * sender instead of a failed link. */
+    st_link_opts o = base->opts;
+    if (memfd < 0 || h.magic != SHM_MAGIC || h.area < 2 * (64 + 128) || h.area > ((uint64_t)1 << 40) ||
+        h.area % 64 || h.credits == 0 || h.max_msg == 0) {
         if (memfd >= 0)
             close(memfd);
         close(c);
@@ -216,9 +221,10 @@ static int shm_accept(st_listener *base, int timeout_ms, st_link **out)
         close(c);
         return rc;
     }
-    shm_link *s = link_new(o, c, mr, h.area, 0);
-    s->rx->credits = o->credits;
-    hello reply = {SHM_MAGIC, o->credits, h.area, o->max_msg};
+    o.max_msg = ST_MIN(o.max_msg, ST_MIN(h.max_msg, h.area / 2 - 128));
+    shm_link *s = link_new(&o, c, mr, h.area, 0);
+    s->rx->credits = o.credits;
+    hello reply = {SHM_MAGIC, o.credits, h.area, o.max_msg};
     if (send(c, &reply, sizeof reply, MSG_NOSIGNAL) != (ssize_t)sizeof reply) {
         st_link_close(&s->base);
         return st_err(ST_ECONN, "shm: peer left during the handshake");
@@ -270,10 +276,13 @@ static int shm_connect(const char *addr, const st_link_opts *o, int timeout_ms, 
     memcpy(CMSG_DATA(cm), &mr->fd, sizeof(int));
     if (sendmsg(c, &mh, MSG_NOSIGNAL) != (ssize_t)sizeof h ||
         wait_fd(c, POLLIN, timeout_ms < 0 ? 5000 : timeout_ms) != ST_OK ||
-        recv(c, &reply, sizeof reply, 0) != (ssize_t)sizeof reply || reply.magic != SHM_MAGIC) {
+        recv(c, &reply, sizeof reply, 0) != (ssize_t)sizeof reply || reply.magic != SHM_MAGIC ||
+        reply.max_msg == 0) {
         st_link_close(&s->base);
         return st_err(ST_ECONN, "shm: handshake with %s failed", addr);
     }
+    if (reply.max_msg < s->base.opts.max_msg) /* what the listener agreed to */
+        s->base.opts.max_msg = reply.max_msg;
     *out = &s->base;
     return ST_OK;
 }

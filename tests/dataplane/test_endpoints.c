@@ -323,6 +323,63 @@ static void test_shm_hostile(void)
     st_listener_close(l);
 }
 
+/* shm ends with different max_msg: the link carries the smaller, and a
+ * larger send is refused at the sender (ST_ERANGE), never a stuck ring or
+ * a failed link. */
+typedef struct opts_conn {
+    const char *addr;
+    st_link_opts o;
+    st_link *link;
+    int rc;
+} opts_conn;
+
+static void *opts_connector(void *arg)
+{
+    opts_conn *a = arg;
+    a->rc = st_connect("shm", a->addr, &a->o, 5000, &a->link);
+    return NULL;
+}
+
+static void test_shm_max_msg(void)
+{
+    char addr[64];
+    snprintf(addr, sizeof addr, "@strait-maxmsg-%d", (int)getpid());
+    st_listener *l;
+    if (st_listen("shm", addr, NULL, &l) != ST_OK) { /* default: 64 MiB + 64 KiB */
+        CHECKF(0, "shm listen: %s", st_errmsg());
+        return;
+    }
+    opts_conn a = {.addr = addr};
+    st_link_opts_default(&a.o);
+    a.o.max_msg = 1 << 20, a.o.rx_bytes = 2 * ((1 << 20) + 128);
+    pthread_t th;
+    pthread_create(&th, NULL, opts_connector, &a);
+    st_link *k = NULL;
+    int rc = st_accept(l, 5000, &k);
+    pthread_join(th, NULL);
+    CHECKF(rc == ST_OK && a.rc == ST_OK, "shm max_msg link: %s", st_errmsg());
+    if (rc == ST_OK && a.rc == ST_OK) {
+        static uint8_t big[(2 << 20) + 1];
+        st_iov too_big = {big, sizeof big, NULL}, fits = {big, 1 << 20, NULL};
+        CHECK(st_link_send(k, &too_big, 1, 1) == ST_ERANGE);
+        CHECK(st_link_send(a.link, &too_big, 1, 1) == ST_ERANGE);
+        CHECK(st_link_send(k, &fits, 1, 2) == ST_OK);
+        st_msg m;
+        uint64_t end = st_now_ns() + 5000000000ull;
+        rc = ST_EAGAIN;
+        while (rc == ST_EAGAIN && st_now_ns() < end) {
+            st_link_progress(k);
+            st_link_progress(a.link);
+            rc = st_link_recv(a.link, &m);
+        }
+        CHECKF(rc == ST_OK && m.len == (1u << 20), "1 MiB over the negotiated link: %s", st_strerror(rc));
+        CHECK(st_link_error(k) == 0 && st_link_error(a.link) == 0);
+        st_link_close(a.link);
+        st_link_close(k);
+    }
+    st_listener_close(l);
+}
+
 int main(void)
 {
     test_mr();
@@ -333,5 +390,6 @@ int main(void)
     test_garbage("shm", addr);
     test_no_sigpipe();
     test_shm_hostile();
+    test_shm_max_msg();
     return test_done();
 }
