@@ -24,6 +24,7 @@ if [ ! -x "$conf" ]; then
 fi
 sockdir=$(mktemp -d /tmp/strait-netns.XXXXXX)
 chmod 755 "$sockdir"
+trap 'rm -rf "$sockdir"' EXIT
 
 run_pair() { # run_pair "parent prefix" "child prefix" transport addr
     local pre_p=$1 pre_c=$2 tr=$3 addr=$4
@@ -60,7 +61,6 @@ port=$((20000 + $$ % 20000))
 run_pair "" "" tcp "127.0.0.1:$port" || { echo "FAIL: tcp on loopback"; exit 1; }
 run_pair "" "" shm "$sockdir/loop.sock" || { echo "FAIL: shm on one namespace"; exit 1; }
 
-trap 'rm -rf "$sockdir"' EXIT
 if [ "$(id -u)" != 0 ] || ! command -v ip >/dev/null; then
     echo "SKIP: network namespaces need root and iproute2 (loopback part passed)"
     exit 77
