@@ -35,6 +35,9 @@ struct st_pipeline {
     float *act_f32;           /* (max_tokens, dim) their output before int8 encoding (int8 only) */
     pipe_slot slot[ST_BATCHER_MAX_INFLIGHT]; /* batches out; slot 0 also carries the setup */
     uint64_t step;            /* step id of the last FORWARD sent */
+    st_bt_map sent;           /* block tables as the stages hold them (sched/block_tables.h) */
+    uint64_t *rel;            /* (cap_rel,) releases not yet sent (a failed send keeps them) */
+    int n_rel, cap_rel;
     int hist_link;            /* send-time histogram of the link to the first stage */
     int err;                  /* sticky: the pipeline is down */
     char why[512];
@@ -186,8 +189,12 @@ int st_pipeline_create(const st_pipeline_config *cfg, st_pipeline **out)
     p->c = c;
     p->hist_link = st_trace_link("head -> first stage");
     p->mc = c.model ? *c.model : c.local->cfg;
+    int max_tables, max_blocks;
+    st_pipe_bt_limits(c.n_blocks, c.max_seqs, &max_tables, &max_blocks);
+    st_bt_init(&p->sent, max_tables, max_blocks);
     int rc;
     if (c.local && (rc = st_stage_init(&p->local, c.local, c.be, c.n_blocks, c.block_size, c.max_tokens, 0))) {
+        st_bt_free(&p->sent);
         free(p);
         return rc;
     }
@@ -240,6 +247,8 @@ void st_pipeline_destroy(st_pipeline *p)
     if (p->c.local)
         st_stage_free(&p->local);
     free(p->act_f32);
+    st_bt_free(&p->sent);
+    free(p->rel);
     for (int i = 0; i < ST_BATCHER_MAX_INFLIGHT; i++)
         free(p->slot[i].buf);
     free(p);
@@ -275,10 +284,17 @@ int st_pipeline_submit(void *ctx, const st_sched_batch *sb, int slot)
     int wire_dt = local ? st_pipe_wire_dt(p->c.act_dtype) : ST_WIRE_DT_I32;
     uint32_t hidden = local ? st_pipe_wire_hidden(p->c.act_dtype, p->mc.dim) : 1;
     size_t payload = local ? st_act_bytes(p->c.act_dtype, sb->b.n_tokens, p->mc.dim) : (size_t)sb->b.n_tokens * 4;
-    grow(s, st_pipe_forward_meta_size(sb) + payload);
+    if (p->n_rel + sb->n_released > p->cap_rel) {
+        p->cap_rel = ST_MAX(p->n_rel + sb->n_released, 2 * p->cap_rel);
+        p->rel = st_xrealloc(p->rel, (size_t)p->cap_rel * sizeof *p->rel);
+    }
+    if (sb->n_released)
+        memcpy(p->rel + p->n_rel, sb->released, (size_t)sb->n_released * sizeof *p->rel);
+    p->n_rel += sb->n_released;
+    grow(s, st_pipe_forward_meta_size(sb, p->n_rel) + payload);
     uint64_t step = p->step + 1;
     size_t meta;
-    if ((rc = st_pipe_encode_forward(s->buf, s->cap, sb, step, wire_dt, hidden, &meta)))
+    if ((rc = st_pipe_encode_forward(s->buf, s->cap, sb, p->rel, p->n_rel, &p->sent, step, wire_dt, hidden, &meta)))
         return rc;
     /* a traced step (the batcher says so) carries its trace id to every stage */
     s->traced = st_trace_current();
@@ -299,6 +315,7 @@ int st_pipeline_submit(void *ctx, const st_sched_batch *sb, int slot)
     }
     if ((rc = send_buf(p, slot, meta + payload)))
         return rc;
+    p->n_rel = 0;
     p->step = step;
     s->step = step;
     s->sent = 1;

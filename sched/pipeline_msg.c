@@ -35,9 +35,17 @@ uint32_t st_pipe_wire_hidden(int act_dtype, int dim)
     return act_dtype == ST_ACT_I8 ? (uint32_t)dim + 4 : (uint32_t)dim;
 }
 
-size_t st_pipe_forward_meta_size(const st_sched_batch *sb)
+size_t st_pipe_forward_meta_size(const st_sched_batch *sb, int n_released)
 {
-    return st_wire_meta_size((uint32_t)sb->b.n_seqs, sb->n_table);
+    return st_wire_meta_size((uint32_t)(sb->b.n_seqs + n_released), sb->n_table);
+}
+
+void st_pipe_bt_limits(int n_blocks, int max_seqs, int *max_tables, int *max_blocks)
+{
+    /* a sequence holding KV holds a block of its own (the one it writes),
+     * so live tables <= n_blocks; max_seqs of slack for the step under way */
+    *max_tables = n_blocks + max_seqs;
+    *max_blocks = n_blocks; /* ids within a table are distinct */
 }
 
 size_t st_pipe_max_msg(int dim, int vocab, int max_tokens, int max_seqs, int max_blocks_per_seq)
@@ -78,27 +86,43 @@ static st_wire_sampling wire_sampling(const st_sampling *s)
     return w;
 }
 
-int st_pipe_encode_forward(void *buf, size_t cap, const st_sched_batch *sb, uint64_t step, int wire_dt,
-                           uint32_t hidden, size_t *meta_len)
+int st_pipe_encode_forward(void *buf, size_t cap, const st_sched_batch *sb, const uint64_t *released,
+                           int n_released, st_bt_map *sent, uint64_t step, int wire_dt, uint32_t hidden,
+                           size_t *meta_len)
 {
-    st_wire_hdr h = plain_hdr(ST_WIRE_FORWARD, 0, step, (uint32_t)sb->b.n_seqs, wire_dt, (uint32_t)sb->b.n_tokens,
-                              hidden);
+    st_wire_hdr h = plain_hdr(ST_WIRE_FORWARD, 0, step, (uint32_t)(n_released + sb->b.n_seqs), wire_dt,
+                              (uint32_t)sb->b.n_tokens, hidden);
     st_wire_writer w;
     st_wire_writer_init(&w, buf, cap, &h);
-    for (int i = 0; i < sb->b.n_seqs; i++) {
+    int rc = ST_OK;
+    for (int i = 0; i < n_released && !rc; i++) {
+        st_wire_seq s = {.seq_id = released[i], .flags = ST_PIPE_REC_RELEASE};
+        st_bt_drop(sent, released[i]);
+        rc = st_wire_writer_add(&w, &s, NULL);
+    }
+    for (int i = 0; i < sb->b.n_seqs && !rc; i++) {
         const st_batch_seq *q = &sb->seqs[i];
         st_wire_seq s = {0};
         s.seq_id = sb->info[i].req_id;
         s.first_pos = (uint32_t)q->pos0;
         s.n_tokens = (uint32_t)q->n_tokens;
-        s.n_blocks = (uint32_t)q->n_blocks;
         s.flags = q->want_logits ? ST_PIPE_REC_LOGITS : 0;
         s.sp = wire_sampling(&sb->info[i].sampling);
-        int rc = st_wire_writer_add(&w, &s, (const uint32_t *)q->block_table);
-        if (rc)
-            return rc;
+        int from = st_bt_delta_start(sent, s.seq_id, q->block_table, q->n_blocks);
+        if (from < 0) {
+            s.flags |= ST_PIPE_REC_RESET;
+            from = 0;
+            rc = st_bt_reset(sent, s.seq_id, q->block_table, q->n_blocks);
+        } else {
+            rc = st_bt_append(sent, s.seq_id, q->block_table + from, q->n_blocks - from);
+        }
+        s.n_blocks = (uint32_t)(q->n_blocks - from);
+        if (!rc)
+            rc = st_wire_writer_add(&w, &s, (const uint32_t *)q->block_table + from);
     }
-    return st_wire_writer_finish(&w, meta_len);
+    /* on an error the step is not sent and fails: its requests end, and
+     * their releases bring `sent` and the stages back together */
+    return rc ? rc : st_wire_writer_finish(&w, meta_len);
 }
 
 int st_pipe_reencode_forward(void *buf, size_t cap, const st_wire_msg *in, int wire_dt, uint32_t hidden,
@@ -176,19 +200,47 @@ void st_pipe_batch_free(st_pipe_batch *pb)
     memset(pb, 0, sizeof *pb);
 }
 
-int st_pipe_batch_decode(const st_wire_msg *m, const st_pipe_setup *su, int first, st_pipe_batch *pb)
+/* Apply one step record's blocks to the stage's tables (ids checked first). */
+static int apply_table(st_bt_map *tables, const st_wire_seq *s, const st_pipe_setup *su, int32_t *ids)
+{
+    for (uint32_t j = 0; j < s->n_blocks; j++) {
+        uint32_t id = st_wire_block(s, j);
+        if (id >= (uint32_t)su->n_blocks)
+            return st_err(ST_EPROTO, "pipeline: seq %llu: block id %u >= %d blocks", (unsigned long long)s->seq_id, id,
+                          su->n_blocks);
+        ids[j] = (int32_t)id;
+    }
+    int rc = (s->flags & ST_PIPE_REC_RESET) ? st_bt_reset(tables, s->seq_id, ids, (int)s->n_blocks)
+                                            : st_bt_append(tables, s->seq_id, ids, (int)s->n_blocks);
+    return rc ? st_err(ST_EPROTO, "pipeline: %s", st_errmsg()) : ST_OK;
+}
+
+int st_pipe_batch_decode(const st_wire_msg *m, const st_pipe_setup *su, int first, st_bt_map *tables,
+                         st_pipe_batch *pb)
 {
     const st_wire_hdr *h = &m->hdr;
-    if (h->n_tokens < 1 || h->n_tokens > (uint32_t)su->max_tokens || h->n_seqs < 1 ||
-        h->n_seqs > (uint32_t)su->max_seqs)
+    /* release records first (no rows, no blocks), then the step's */
+    size_t off = 0, step_off = 0;
+    uint32_t n_rel = 0;
+    st_wire_seq s;
+    while (st_wire_seq_next(m, &off, &s) && (s.flags & ST_PIPE_REC_RELEASE)) {
+        if (s.n_tokens || s.n_blocks)
+            return st_err(ST_EPROTO, "pipeline: release record of seq %llu carries %u rows / %u blocks",
+                          (unsigned long long)s.seq_id, s.n_tokens, s.n_blocks);
+        st_bt_drop(tables, s.seq_id);
+        n_rel++;
+        step_off = off;
+    }
+    uint32_t n_step = h->n_seqs - n_rel;
+    if (h->n_tokens < 1 || h->n_tokens > (uint32_t)su->max_tokens || n_step < 1 || n_step > (uint32_t)su->max_seqs)
         return st_err(ST_EPROTO, "pipeline: step %llu has %u rows / %u seqs (max %d / %d)",
-                      (unsigned long long)h->step_id, h->n_tokens, h->n_seqs, su->max_tokens, su->max_seqs);
+                      (unsigned long long)h->step_id, h->n_tokens, n_step, su->max_tokens, su->max_seqs);
     if (first ? (h->dtype != ST_WIRE_DT_I32 || h->hidden != 1)
               : (st_pipe_act_dt(h->dtype) != su->act_dtype ||
                  h->hidden != st_pipe_wire_hidden(su->act_dtype, su->dim)))
         return st_err(ST_EPROTO, "pipeline: step %llu payload is dtype %u x %u, this stage expects %s",
                       (unsigned long long)h->step_id, h->dtype, h->hidden, first ? "token ids" : "hidden states");
-    int nt = (int)h->n_tokens, ns = (int)h->n_seqs;
+    int nt = (int)h->n_tokens, ns = (int)n_step;
     if (nt > pb->cap_tokens) {
         pb->cap_tokens = nt;
         pb->tokens = st_xrealloc(pb->tokens, (size_t)nt * sizeof(int32_t));
@@ -199,10 +251,25 @@ int st_pipe_batch_decode(const st_wire_msg *m, const st_pipe_setup *su, int firs
         pb->seqs = st_xrealloc(pb->seqs, (size_t)ns * sizeof(st_batch_seq));
         pb->rows = st_xrealloc(pb->rows, (size_t)ns * sizeof(int32_t));
     }
-    size_t total_blocks = 0, off = 0;
-    st_wire_seq s;
-    while (st_wire_seq_next(m, &off, &s))
-        total_blocks += s.n_blocks;
+    /* apply the step's tables (ids staged in pb->tables), then gather them whole */
+    size_t total_blocks = 0;
+    for (off = step_off; st_wire_seq_next(m, &off, &s);) {
+        if (s.flags & ST_PIPE_REC_RELEASE)
+            return st_err(ST_EPROTO, "pipeline: release record of seq %llu after the step's records",
+                          (unsigned long long)s.seq_id);
+        if (s.n_blocks > pb->cap_tables) {
+            pb->cap_tables = s.n_blocks;
+            pb->tables = st_xrealloc(pb->tables, pb->cap_tables * sizeof(int32_t));
+        }
+        int rc = apply_table(tables, &s, su, pb->tables);
+        if (rc)
+            return rc;
+    }
+    for (off = step_off; st_wire_seq_next(m, &off, &s);) { /* after every change: a seq may repeat */
+        int n;
+        st_bt_get(tables, s.seq_id, &n);
+        total_blocks += (size_t)n;
+    }
     if (total_blocks > pb->cap_tables) {
         pb->cap_tables = total_blocks;
         pb->tables = st_xrealloc(pb->tables, total_blocks * sizeof(int32_t));
@@ -210,28 +277,24 @@ int st_pipe_batch_decode(const st_wire_msg *m, const st_pipe_setup *su, int firs
     int row = 0, i = 0;
     size_t t = 0;
     pb->n_rows = 0;
-    off = 0;
-    while (st_wire_seq_next(m, &off, &s)) {
+    for (off = step_off; st_wire_seq_next(m, &off, &s);) {
         /* wire.c checked that record tokens sum to n_tokens */
+        int n_blocks;
+        const int32_t *table = st_bt_get(tables, s.seq_id, &n_blocks);
         uint64_t end = (uint64_t)s.first_pos + s.n_tokens;
-        if (s.n_tokens < 1 || end > (uint64_t)s.n_blocks * (uint64_t)su->block_size || end > INT32_MAX)
-            return st_err(ST_EPROTO, "pipeline: seq %llu: %u rows at %u do not fit its %u blocks",
-                          (unsigned long long)s.seq_id, s.n_tokens, s.first_pos, s.n_blocks);
+        if (s.n_tokens < 1 || end > (uint64_t)n_blocks * (uint64_t)su->block_size || end > INT32_MAX)
+            return st_err(ST_EPROTO, "pipeline: seq %llu: %u rows at %u do not fit its %d blocks",
+                          (unsigned long long)s.seq_id, s.n_tokens, s.first_pos, n_blocks);
         st_batch_seq *q = &pb->seqs[i];
         q->seq_id = (int32_t)(s.seq_id & 0x7fffffff);
         q->row0 = row;
         q->n_tokens = (int32_t)s.n_tokens;
         q->pos0 = (int32_t)s.first_pos;
-        q->n_blocks = (int32_t)s.n_blocks;
+        q->n_blocks = n_blocks;
         q->block_table = pb->tables + t;
         q->want_logits = (s.flags & ST_PIPE_REC_LOGITS) ? 1 : 0;
-        for (uint32_t j = 0; j < s.n_blocks; j++) {
-            uint32_t id = st_wire_block(&s, j);
-            if (id >= (uint32_t)su->n_blocks)
-                return st_err(ST_EPROTO, "pipeline: seq %llu: block id %u >= %d blocks", (unsigned long long)s.seq_id,
-                              id, su->n_blocks);
-            pb->tables[t++] = (int32_t)id;
-        }
+        memcpy(pb->tables + t, table, (size_t)n_blocks * sizeof(int32_t));
+        t += (size_t)n_blocks;
         for (uint32_t r = 0; r < s.n_tokens; r++)
             pb->pos[row + (int)r] = (int32_t)(s.first_pos + r);
         row += (int)s.n_tokens;

@@ -35,6 +35,7 @@ typedef struct stage_srv {
     int ready;
     st_pipe_setup su;
     st_pipe_batch pb;
+    st_bt_map tables;  /* block tables of the sequences under way (sched/block_tables.h) */
     float *conv;       /* (su.max_tokens, dim) f32 rows for int8 in or out (the engine takes f32/bf16) */
     st_pipe_stage_stats stats;
     int hist_link;     /* send-time histogram of the link downstream */
@@ -146,6 +147,10 @@ static int on_setup(stage_srv *s, const st_wire_msg *msg)
     }
     s->ready = 1;
     s->su = su;
+    int max_tables, max_blocks;
+    st_pipe_bt_limits(su.n_blocks, su.max_seqs, &max_tables, &max_blocks);
+    st_bt_free(&s->tables);
+    st_bt_init(&s->tables, max_tables, max_blocks);
     free(s->conv);
     s->conv = su.act_dtype == ST_ACT_I8 ? st_xmalloc((size_t)su.max_tokens * (size_t)c->dim * sizeof(float)) : NULL;
     ST_INFO("stage %d..%d: set up for %d KV blocks of %d, %d rows / %d seqs per step, %s activations",
@@ -177,7 +182,7 @@ static int on_forward(stage_srv *s, const st_wire_msg *msg)
         s->stats.rejected++;
         return send_error(s, step, "stage: FORWARD before setup");
     }
-    int rc = st_pipe_batch_decode(msg, &s->su, st_model_is_first(s->m), &s->pb);
+    int rc = st_pipe_batch_decode(msg, &s->su, st_model_is_first(s->m), &s->tables, &s->pb);
     if (rc) {
         s->stats.rejected++;
         return send_error(s, step, st_errmsg());
@@ -317,6 +322,7 @@ int st_pipe_stage_serve(st_link *in, st_link *out, const st_model *m, st_backend
     if (s->ready)
         st_stage_free(&s->st);
     st_pipe_batch_free(&s->pb);
+    st_bt_free(&s->tables);
     free(s->conv);
     for (int i = 0; i < N_OUT; i++)
         free(s->ob[i].p);

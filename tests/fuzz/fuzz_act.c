@@ -55,7 +55,9 @@ static void message(const uint8_t *data, size_t size)
     st_wire_msg w;
     st_pipe_setup su = {4, DIM, 100, 16, 16, MAX_TOKENS, 4, ST_ACT_I8, 2};
     st_pipe_batch pb = {0};
-    if (st_wire_decode(m, len, &w) == 0 && st_pipe_batch_decode(&w, &su, 0, &pb) == 0) {
+    st_bt_map held; /* the stage's block tables; a fresh one per input */
+    st_bt_init(&held, 20, 16);
+    if (st_wire_decode(m, len, &w) == 0 && st_pipe_batch_decode(&w, &su, 0, &held, &pb) == 0) {
         float y[MAX_TOKENS * DIM];
         if (pb.act_len != st_act_bytes(ST_ACT_I8, pb.b.n_tokens, DIM))
             abort();
@@ -66,6 +68,7 @@ static void message(const uint8_t *data, size_t size)
                 abort();
     }
     st_pipe_batch_free(&pb);
+    st_bt_free(&held);
     free(m);
 }
 

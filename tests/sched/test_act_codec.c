@@ -229,12 +229,15 @@ static void test_forward_messages(void)
     for (int i = 0; i < NT * DIM; i++)
         x[i] = frand();
     size_t pay = st_act_bytes(ST_ACT_I8, NT, DIM);
-    CHECK(st_pipe_encode_forward(buf, sizeof buf, &sb, 1, ST_WIRE_DT_U8, st_pipe_wire_hidden(ST_ACT_I8, DIM),
-                                 &meta) == ST_OK);
+    st_bt_map sent, held; /* the head's and the stage's block tables */
+    st_bt_init(&sent, 16, 16);
+    st_bt_init(&held, 16, 16);
+    CHECK(st_pipe_encode_forward(buf, sizeof buf, &sb, NULL, 0, &sent, 1, ST_WIRE_DT_U8,
+                                 st_pipe_wire_hidden(ST_ACT_I8, DIM), &meta) == ST_OK);
     CHECK(st_act_encode(buf + meta, x, NT, DIM, ST_ACT_I8) == ST_OK);
     st_pipe_batch pb = {0};
     CHECK(st_wire_decode(buf, meta + pay, &w) == ST_OK);
-    CHECKF(st_pipe_batch_decode(&w, &su, 0, &pb) == ST_OK, "int8 forward: %s", st_errmsg());
+    CHECKF(st_pipe_batch_decode(&w, &su, 0, &held, &pb) == ST_OK, "int8 forward: %s", st_errmsg());
     CHECK(pb.act == buf + meta && pb.act_len == pay && pb.act_dtype == ST_ACT_I8 && pb.n_rows == 1);
     float y[NT * DIM];
     CHECK(st_act_decode(y, pb.act, pb.act_len, NT, DIM, ST_ACT_I8) == ST_OK && fabsf(y[7] - x[7]) < 0.01f);
@@ -243,18 +246,20 @@ static void test_forward_messages(void)
     float neg = -0.5f;
     memcpy(buf + meta + 8, &neg, 4);
     CHECK(st_wire_decode(buf, meta + pay, &w) == ST_OK); /* the payload is outside the checksum */
-    CHECK(st_pipe_batch_decode(&w, &su, 0, &pb) == ST_EPROTO);
+    CHECK(st_pipe_batch_decode(&w, &su, 0, &held, &pb) == ST_EPROTO);
     CHECKF(strstr(st_errmsg(), "step 1") && strstr(st_errmsg(), "scale"), "%s", st_errmsg());
     /* int8 data sized as if hidden were dim: refused */
-    CHECK(st_pipe_encode_forward(buf, sizeof buf, &sb, 2, ST_WIRE_DT_U8, DIM, &meta) == ST_OK);
-    CHECK(st_wire_decode(buf, meta + (size_t)NT * DIM, &w) == ST_OK && st_pipe_batch_decode(&w, &su, 0, &pb) ==
+    CHECK(st_pipe_encode_forward(buf, sizeof buf, &sb, NULL, 0, &sent, 2, ST_WIRE_DT_U8, DIM, &meta) == ST_OK);
+    CHECK(st_wire_decode(buf, meta + (size_t)NT * DIM, &w) == ST_OK && st_pipe_batch_decode(&w, &su, 0, &held, &pb) ==
                                                                            ST_EPROTO);
     /* bf16 into an int8 stage: refused */
-    CHECK(st_pipe_encode_forward(buf, sizeof buf, &sb, 3, ST_WIRE_DT_BF16, DIM, &meta) == ST_OK);
+    CHECK(st_pipe_encode_forward(buf, sizeof buf, &sb, NULL, 0, &sent, 3, ST_WIRE_DT_BF16, DIM, &meta) == ST_OK);
     CHECK(st_wire_decode(buf, meta + (size_t)NT * DIM * 2, &w) == ST_OK &&
-          st_pipe_batch_decode(&w, &su, 0, &pb) == ST_EPROTO);
+          st_pipe_batch_decode(&w, &su, 0, &held, &pb) == ST_EPROTO);
     st_pipe_batch_free(&pb);
     st_sched_batch_free(&sb);
+    st_bt_free(&sent);
+    st_bt_free(&held);
 }
 
 /* ---- end to end ----------------------------------------------------------------- */
@@ -338,6 +343,7 @@ typedef struct rig {
     uint8_t *buf; /* one message */
     size_t cap;
     uint64_t step;
+    st_bt_map sent; /* block tables as the stages hold them */
 } rig;
 
 enum { MAX_TOKENS = 64, N_BLOCKS = 8 };
@@ -345,6 +351,7 @@ enum { MAX_TOKENS = 64, N_BLOCKS = 8 };
 static int rig_up(rig *r, const char *path, int a, int b, int dt)
 {
     memset(r, 0, sizeof *r);
+    st_bt_init(&r->sent, 64, 64);
     r->dt = dt;
     r->be = st_backend_cpu_create(1);
     if (st_model_load(path, 0, a, &r->head) || st_model_load(path, a, b, &r->mid) ||
@@ -401,6 +408,7 @@ static void rig_down(rig *r)
     st_link_close(r->back);
     st_listener_close(r->back_l);
     st_stage_free(&r->hs);
+    st_bt_free(&r->sent);
     st_backend_destroy(r->be);
     st_model_free(r->head);
     st_model_free(r->mid);
@@ -426,7 +434,7 @@ static int rig_step(rig *r, const int32_t *tok, int n, int pos0, int32_t want, i
     size_t meta, pay = st_act_bytes(r->dt, n, r->dim);
     int rc = st_stage_run(&r->hs, &sb.b, NULL, 0, NULL, 0, r->h, ST_ACT_F32);
     if (!rc)
-        rc = st_pipe_encode_forward(r->buf, r->cap, &sb, r->step, st_pipe_wire_dt(r->dt),
+        rc = st_pipe_encode_forward(r->buf, r->cap, &sb, NULL, 0, &r->sent, r->step, st_pipe_wire_dt(r->dt),
                                     st_pipe_wire_hidden(r->dt, r->dim), &meta);
     if (!rc)
         rc = st_act_encode(r->buf + meta, r->h, n, r->dim, r->dt);

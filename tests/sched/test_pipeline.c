@@ -449,7 +449,10 @@ static void check_malformed(const char *path, int cut)
     st_sampling sp = st_sampling_default();
     st_sched_batch_add(&sb, 1, 1, &tok, 1, 0, &table, 1, 1, &sp);
     st_sched_batch_seal(&sb);
-    CHECK(st_pipe_encode_forward(buf, sizeof buf, &sb, 1, ST_WIRE_DT_F32, (uint32_t)c->dim, &meta) == ST_OK);
+    st_bt_map sent; /* the tables as the stage holds them */
+    st_bt_init(&sent, 16, 16);
+    CHECK(st_pipe_encode_forward(buf, sizeof buf, &sb, NULL, 0, &sent, 1, ST_WIRE_DT_F32, (uint32_t)c->dim, &meta) ==
+          ST_OK);
     memset(buf + meta, 0, (size_t)c->dim * 4);
     send_one(next, buf, meta + (size_t)c->dim * 4);
     expect_error(back, "bad block id", "block id 999");
@@ -459,7 +462,8 @@ static void check_malformed(const char *path, int cut)
     st_sched_batch_reset(&sb, 2);
     st_sched_batch_add(&sb, 1, 1, &tok, 1, 0, &table, 1, 1, &sp);
     st_sched_batch_seal(&sb);
-    CHECK(st_pipe_encode_forward(buf, sizeof buf, &sb, 2, ST_WIRE_DT_F32, (uint32_t)c->dim, &meta) == ST_OK);
+    CHECK(st_pipe_encode_forward(buf, sizeof buf, &sb, NULL, 0, &sent, 2, ST_WIRE_DT_F32, (uint32_t)c->dim, &meta) ==
+          ST_OK);
     for (int i = 0; i < c->dim; i++)
         ((float *)(buf + meta))[i] = 0.01f * (float)(i % 7);
     send_one(next, buf, meta + (size_t)c->dim * 4);
@@ -471,6 +475,7 @@ static void check_malformed(const char *path, int cut)
            (int)ST_MIN(w.hdr.payload_len, 200), (const char *)w.payload);
     st_link_release(back, &m);
     st_sched_batch_free(&sb);
+    st_bt_free(&sent);
 
     st_link_close(next); /* the stage sees its upstream leave and returns */
     pthread_join(t.th, NULL);
