@@ -35,17 +35,17 @@ int st_mem_available(uint64_t *bytes)
     if (!f)
         return st_err(ST_EIO, "cannot open /proc/meminfo: %s", strerror(errno));
     char line[256];
-    int rc = st_err(ST_ENOENT, "/proc/meminfo has no MemAvailable line");
-    while (fgets(line, sizeof line, f)) {
+    int found = 0;
+    while (!found && fgets(line, sizeof line, f)) {
         unsigned long long kib;
         if (sscanf(line, "MemAvailable: %llu kB", &kib) == 1) {
             *bytes = (uint64_t)kib * 1024;
-            rc = ST_OK;
-            break;
+            found = 1;
         }
     }
     fclose(f);
-    return rc;
+    /* the message is set only on failure: a caller's earlier one survives success */
+    return found ? ST_OK : st_err(ST_ENOENT, "/proc/meminfo has no MemAvailable line");
 }
 
 int st_kv_blocks_for_mem_fraction(double fraction, size_t block_bytes, int *n_blocks)

@@ -15,6 +15,7 @@
 #include "common/trace.h"
 #include "engine/stage.h"
 #include "sched/batcher.h"
+#include "sched/kv_blocks.h"
 #include "sched/cluster/cluster.h"
 #include "sched/cluster/ctl.h"
 #include "sched/cluster/router.h"
@@ -37,7 +38,10 @@ static const char usage[] =
     "      --device D                    auto | cpu | cuda | cuda:N (default auto)\n"
     "      --max-num-tokens-per-batch N  rows per forward step (default 512)\n"
     "      --max-batch-size N            sequences running at once (default 16)\n"
-    "      --kv-cache-memory BYTES       KV cache size (default: a share of free memory)\n"
+    "      --kv-cache-memory BYTES       KV cache size in bytes\n"
+    "      --kv-cache-fraction F         KV cache size as a fraction (0, 1] of available memory\n"
+    "                                    (default without either: 0.3 of it, capped at what\n"
+    "                                    --max-batch-size full contexts can use, twice over)\n"
     "      --ctx N                       context length per sequence (default: the model's)\n"
     "      --disable-prefix-cache        do not share cached prompt blocks\n"
     "      --served-model-name NAME      the \"model\" reported by the API\n"
@@ -68,7 +72,7 @@ static const char usage[] =
 enum {
     O_HOST = 256, O_PORT, O_DEVICE, O_MAXTOK, O_MAXBS, O_KVMEM, O_CTX, O_NOPREFIX, O_NAME, O_KEY, O_KEYFILE,
     O_CERT, O_TLSKEY, O_MAXBODY, O_MAXQ, O_GRACE, O_TOKEN, O_CPORT, O_CHOST, O_HBTO, O_TRANSPORT, O_ACT,
-    O_TRSAMPLE, O_TRFILE, O_INFLIGHT,
+    O_TRSAMPLE, O_TRFILE, O_INFLIGHT, O_KVFRAC,
 };
 
 /* ---- /cluster/status ------------------------------------------------------------------ */
@@ -234,7 +238,8 @@ int st_cmd_run(int argc, char **argv)
     static const struct option lo[] = {
         {"model", 1, 0, 'm'},      {"host", 1, 0, O_HOST},     {"port", 1, 0, O_PORT},
         {"threads", 1, 0, 't'},    {"device", 1, 0, O_DEVICE}, {"max-num-tokens-per-batch", 1, 0, O_MAXTOK},
-        {"max-batch-size", 1, 0, O_MAXBS}, {"kv-cache-memory", 1, 0, O_KVMEM}, {"ctx", 1, 0, O_CTX},
+        {"max-batch-size", 1, 0, O_MAXBS}, {"kv-cache-memory", 1, 0, O_KVMEM},
+        {"kv-cache-fraction", 1, 0, O_KVFRAC}, {"ctx", 1, 0, O_CTX},
         {"disable-prefix-cache", 0, 0, O_NOPREFIX}, {"served-model-name", 1, 0, O_NAME},
         {"api-key", 1, 0, O_KEY},  {"api-key-file", 1, 0, O_KEYFILE}, {"tls-cert", 1, 0, O_CERT},
         {"tls-key", 1, 0, O_TLSKEY}, {"max-body-bytes", 1, 0, O_MAXBODY},
@@ -247,6 +252,7 @@ int st_cmd_run(int argc, char **argv)
     };
     const char *V = "run", *model = NULL, *device = NULL, *trace_file = NULL;
     double trace_sample = -1;
+    float kvfrac = 0;
     int inflight = 0;
     st_http_server_config hc = st_cli_api_config_default();
     st_batcher_config bc = st_batcher_config_default();
@@ -267,7 +273,15 @@ int st_cmd_run(int argc, char **argv)
         case O_DEVICE: device = optarg; break;
         case O_MAXTOK: bad = st_opt_int(V, "max-num-tokens-per-batch", optarg, 1, 1 << 20, &bc.max_num_tokens_per_batch); break;
         case O_MAXBS: bad = st_opt_int(V, "max-batch-size", optarg, 1, 4096, &bc.max_batch_size); break;
-        case O_KVMEM: bad = st_opt_u64(V, "kv-cache-memory", optarg, &kvmem); break;
+        case O_KVMEM:
+            if (!(bad = st_opt_u64(V, "kv-cache-memory", optarg, &kvmem)) && !kvmem)
+                bad = st_opt_usage_error(V, "--kv-cache-memory must be a positive number of bytes");
+            break;
+        case O_KVFRAC:
+            /* st_opt_float's range is closed: a fraction must be above 0 */
+            if (!(bad = st_opt_float(V, "kv-cache-fraction", optarg, 0, 1, &kvfrac)) && !(kvfrac > 0))
+                bad = st_opt_usage_error(V, "--kv-cache-fraction must be in (0, 1]");
+            break;
         case O_CTX: bad = st_opt_int(V, "ctx", optarg, 16, 1 << 22, &bc.max_ctx); break;
         case O_NOPREFIX: bc.prefix_cache = 0; break;
         case O_NAME: hc.model_name = optarg; break;
@@ -317,10 +331,32 @@ int st_cmd_run(int argc, char **argv)
         free(keys);
         return st_opt_usage_error(V, "--tls-cert and --tls-key go together");
     }
+    if (kvmem && kvfrac > 0) {
+        free(keys);
+        return st_opt_usage_error(V, "--kv-cache-memory and --kv-cache-fraction exclude each other");
+    }
+    if (kvfrac > 0 && n_nodes > 0) {
+        free(keys);
+        return st_opt_usage_error(V, "--kv-cache-fraction sizes this machine's cache: not with -n (nodes size theirs)");
+    }
     if (maxbody)
         hc.max_body_bytes = (size_t)maxbody;
     if (kvmem)
         bc.kv_cache_bytes = (size_t)kvmem;
+    if (kvfrac > 0) { /* an explicit share is taken as asked, without the default's cap */
+        uint64_t avail = 0;
+        int mrc = st_mem_available(&avail);
+        if (mrc) {
+            free(keys);
+            return st_cli_fail(V, mrc);
+        }
+        bc.kv_cache_bytes = (size_t)((double)avail * kvfrac);
+        if (!bc.kv_cache_bytes) {
+            free(keys);
+            return st_cli_fail(V, st_err(ST_EINVAL, "--kv-cache-fraction %g of %llu available bytes is nothing",
+                                         (double)kvfrac, (unsigned long long)avail));
+        }
+    }
     hc.api_keys = keys;
     hc.n_api_keys = n_keys;
 
