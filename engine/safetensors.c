@@ -155,6 +155,15 @@ static int parse_entry(st_safetensors *st, size_t si, const char *file, const ch
     if (end - begin != nbytes)
         return bad(file, ST_EINVAL, "tensor %s: data_offsets span %llu bytes but shape and dtype %s need %zu", name,
                    (unsigned long long)(end - begin), dt->u.str.s, nbytes);
+    /* kernels read elements through typed pointers (and the compiler may
+     * vectorize those loops assuming natural alignment): a tensor must start
+     * on a multiple of its element size. Writers pad the header with spaces
+     * to 8 bytes, so the files they write pass. */
+    if (nbytes && (uintptr_t)(data + begin) % esize)
+        return bad(file, ST_EINVAL,
+                   "tensor %s: data (offset %llu after the header) is not aligned to its %zu-byte %s elements; "
+                   "the header length must keep tensors aligned (writers pad it to 8 bytes)",
+                   name, (unsigned long long)begin, esize, dt->u.str.s);
     if (st->n_tensors >= UINT32_MAX - 1)
         return bad(file, ST_EINVAL, "too many tensors");
     if (st->n_tensors == st->cap_tensors) {

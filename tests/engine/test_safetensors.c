@@ -63,17 +63,26 @@ static st_strbuf make_file(const tdesc *ts, int nt, const char *extra_header)
     return f;
 }
 
-/* A file from a raw header string and `data_len` zero bytes of data. */
-static st_strbuf raw_file(const char *header, size_t data_len)
+/* A file from a raw header string, padded with `pad` spaces, and
+ * `data_len` zero bytes of data. */
+static st_strbuf raw_file_pad(const char *header, size_t pad, size_t data_len)
 {
     st_strbuf f;
     st_sb_init(&f);
-    uint64_t n = strlen(header);
+    uint64_t n = strlen(header) + pad;
     st_sb_putn(&f, (const char *)&n, 8);
     st_sb_puts(&f, header);
+    for (size_t i = 0; i < pad; i++)
+        st_sb_putn(&f, " ", 1);
     for (size_t i = 0; i < data_len; i++)
         st_sb_putn(&f, "", 1);
     return f;
+}
+
+/* ... padded to 8 bytes as the reference writer does. */
+static st_strbuf raw_file(const char *header, size_t data_len)
+{
+    return raw_file_pad(header, (8 - strlen(header) % 8) % 8, data_len);
 }
 
 static void write_file(const char *dir, const char *name, const char *bytes, size_t n)
@@ -195,7 +204,7 @@ static void test_bad_headers(void)
     }
     /* a header length beyond the file, and beyond any sane size */
     st_strbuf f = raw_file("{}", 0);
-    uint64_t n = 3;
+    uint64_t n = f.len - 8 + 1; /* one byte past the end */
     memcpy(f.buf, &n, 8);
     expect_fail(&f, f.len, ST_EINVAL, "header length", "N > size - 8");
     n = UINT64_MAX;
@@ -216,6 +225,32 @@ static void test_bad_headers(void)
     CHECKF(st_safetensors_open_mem(f.buf, f.len, &st) == ST_OK, "%s", st_errmsg());
     st_safetensors_close(st);
     st_sb_free(&f);
+    /* a header length that leaves the data misaligned for the element type
+     * fails (the buffer itself is malloc'd, so 8-aligned); F16 needs only
+     * an even start, and an empty tensor reads nothing */
+    static const struct {
+        const char *header; /* 54 or 55 bytes */
+        size_t pad;
+        int ok;
+    } align[] = {
+        {"{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}", 0, 0},  /* data at 62 */
+        {"{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}", 3, 0},  /* 65 */
+        {"{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}", 2, 1},  /* 64 */
+        {"{\"a\":{\"dtype\":\"F16\",\"shape\":[2],\"data_offsets\":[0,4]}}", 0, 1},  /* 62 */
+        {"{\"a\":{\"dtype\":\"BF16\",\"shape\":[2],\"data_offsets\":[0,4]}}", 0, 0}, /* 63 */
+        {"{\"a\":{\"dtype\":\"BF16\",\"shape\":[0],\"data_offsets\":[0,0]}}", 0, 1}, /* 63, empty */
+    };
+    for (size_t i = 0; i < ST_ARRAY_LEN(align); i++) {
+        f = raw_file_pad(align[i].header, align[i].pad, 8);
+        if (align[i].ok) {
+            st = NULL;
+            CHECKF(st_safetensors_open_mem(f.buf, f.len, &st) == ST_OK, "aligned case %zu: %s", i, st_errmsg());
+            st_safetensors_close(st);
+        } else {
+            expect_fail(&f, f.len, ST_EINVAL, "not aligned", align[i].header);
+        }
+        st_sb_free(&f);
+    }
 }
 
 /* ---- directories --------------------------------------------------------------------- */
