@@ -183,6 +183,9 @@ int main(void)
             usleep(1000);
     }
     CHECKF(aborted, "the batcher saw no abort");
+    /* the step that took the abort released the blocks: its stats snapshot has none in use */
+    CHECKF(st1.kv_blocks_used == 0 && st1.n_running == 0, "%d blocks, %d sequences left after the abort",
+           st1.kv_blocks_used, st1.n_running);
     CHECK(st1.generated_tokens - st0.generated_tokens < 900);
 
     raw.len = 0;

@@ -1,7 +1,8 @@
 /* End to end: the HTTP server in-process on 127.0.0.1 (ephemeral ports)
  * over the fake back end, driven by a raw-socket HTTP/1.1 client, and by
- * the curl and h2load command-line tools when they are installed (HTTP/2
- * with prior knowledge, h2c Upgrade, TLS with ALPN h2).
+ * the curl, nghttp, h2load and openssl command-line tools (HTTP/2 with
+ * prior knowledge, h2c Upgrade, TLS with ALPN h2); tools/setup.sh installs
+ * them, and a missing one fails the test rather than skipping its checks.
  *
  * Every wait is bounded (socket reads time out after 10 s; polls of the
  * fake's counters give up after 10 s), so a hang is a failure, not a stuck
@@ -570,11 +571,47 @@ static void test_metrics(void)
     VALUE("strait_http_requests_total{status=\"404\"}", n404)
     VALUE("strait_time_to_first_token_seconds_count", ttft)
     VALUE("strait_generation_tokens_total", gen)
-#undef VALUE
     CHECKF(n200 >= 20 && n404 == 1 && ttft >= 20 && gen >= 100, "200:%llu 404:%llu ttft:%llu gen:%llu", n200, n404,
            ttft, gen);
     CHECK(strstr(m, "strait_inter_token_latency_seconds_bucket{le=\"+Inf\"}") != NULL);
-    CHECK(strstr(m, "strait_kv_blocks_free ") != NULL && strstr(m, "strait_num_requests_running ") != NULL);
+    /* every series the API promises: its TYPE line and a sample */
+    static const struct {
+        const char *family, *sample;
+    } series[] = {
+        {"strait_http_requests_total", "strait_http_requests_total{status=\"401\"} "},
+        {"strait_request_success_total", "strait_request_success_total{finished_reason=\"length\"} "},
+        {"strait_prompt_tokens_total", "strait_prompt_tokens_total "},
+        {"strait_generation_tokens_total", "strait_generation_tokens_total "},
+        {"strait_time_to_first_token_seconds", "strait_time_to_first_token_seconds_sum "},
+        {"strait_inter_token_latency_seconds", "strait_inter_token_latency_seconds_count "},
+        {"strait_e2e_request_latency_seconds", "strait_e2e_request_latency_seconds_count "},
+        {"strait_num_requests_running", "strait_num_requests_running "},
+        {"strait_num_requests_waiting", "strait_num_requests_waiting "},
+        {"strait_kv_blocks_total", "strait_kv_blocks_total "},
+        {"strait_kv_blocks_used", "strait_kv_blocks_used "},
+        {"strait_kv_blocks_free", "strait_kv_blocks_free "},
+        {"strait_batch_steps_total", "strait_batch_steps_total "},
+        {"strait_batch_tokens_total", "strait_batch_tokens_total "},
+        {"strait_batch_sequences_total", "strait_batch_sequences_total "},
+        {"strait_batch_last_tokens", "strait_batch_last_tokens "},
+        {"strait_batch_last_sequences", "strait_batch_last_sequences "},
+        {"strait_num_preemptions_total", "strait_num_preemptions_total "},
+        {"strait_prefix_cache_hit_tokens_total", "strait_prefix_cache_hit_tokens_total "},
+        {"strait_model_ready", "strait_model_ready 1\n"},
+    };
+    for (size_t i = 0; i < ST_ARRAY_LEN(series); i++) {
+        char line[160], type[160];
+        snprintf(line, sizeof line, "\n%s", series[i].sample);
+        snprintf(type, sizeof type, "\n# TYPE %s ", series[i].family);
+        CHECKF(strstr(m, line) && strstr(m, type), "/metrics lacks '%s' or the TYPE of %s", series[i].sample,
+               series[i].family);
+    }
+    unsigned long long prompt = 0, kv_total = 0;
+    VALUE("strait_prompt_tokens_total", prompt)
+    VALUE("strait_kv_blocks_total", kv_total)
+    CHECKF(prompt >= 20 && kv_total == 100, "prompt tokens %llu, kv blocks %llu (the fake back end has 100)", prompt,
+           kv_total);
+#undef VALUE
     resp_free(&r);
 }
 
@@ -593,19 +630,21 @@ static int run_cmd(const char *cmd, st_strbuf *out)
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
-static int have(const char *tool)
+/* The external clients are part of the test (tools/setup.sh installs
+ * them): a missing one is a failure, not a quiet skip. */
+static int need(const char *tool, const char *package)
 {
     char cmd[128];
     snprintf(cmd, sizeof cmd, "command -v %s >/dev/null 2>&1", tool);
-    return system(cmd) == 0;
+    int ok = system(cmd) == 0;
+    CHECKF(ok, "%s is not installed (apt-get install %s, or tools/setup.sh)", tool, package);
+    return ok;
 }
 
 static void test_curl_http2(void)
 {
-    if (!have("curl")) {
-        fprintf(stderr, "note: curl not installed; HTTP/2 checks skipped\n");
+    if (!need("curl", "curl"))
         return;
-    }
     char cmd[1024];
     st_strbuf out;
     st_sb_init(&out);
@@ -634,7 +673,7 @@ static void test_curl_http2(void)
     CHECKF(out.buf && strcmp(out.buf, "2 200") == 0, "upgrade: %s", out.buf);
     /* errors on one multiplexed HTTP/2 connection, which keeps serving
      * (nghttp: curl 7.88 does not reuse a prior-knowledge connection) */
-    if (have("nghttp")) {
+    if (need("nghttp", "nghttp2-client")) {
         out.len = 0;
         snprintf(cmd, sizeof cmd,
                  "nghttp -v -t 20 http://127.0.0.1:%d/nope http://127.0.0.1:%d/v1/models "
@@ -650,10 +689,8 @@ static void test_curl_http2(void)
 
 static void test_h2load(void)
 {
-    if (!have("h2load")) {
-        fprintf(stderr, "note: h2load not installed (apt-get install nghttp2-client); load check skipped\n");
+    if (!need("h2load", "nghttp2-client"))
         return;
-    }
     char cmd[1024], path[] = "/tmp/st_http_h2load_XXXXXX";
     int fd = mkstemp(path);
     const char *body = "{\"prompt\":[1,2,3],\"max_tokens\":2}";
@@ -679,10 +716,8 @@ static void test_h2load(void)
 
 static void test_tls(const st_http_server_config *base)
 {
-    if (!have("curl") || !have("openssl")) {
-        fprintf(stderr, "note: curl/openssl not installed; TLS check skipped\n");
+    if (!need("curl", "curl") || !need("openssl", "openssl"))
         return;
-    }
     char dir[] = "/tmp/st_http_tls_XXXXXX", cert[96], key[96], cmd[1024];
     CHECK(mkdtemp(dir) != NULL);
     snprintf(cert, sizeof cert, "%s/cert.pem", dir);
