@@ -131,8 +131,11 @@ int st_cmd_inspect(int argc, char **argv)
     /* the model's shape, when Strait can load it */
     st_model *m;
     if ((rc = st_model_load(path, 0, -1, &m))) {
-        printf("model: not loadable by strait: %s\n", st_errmsg());
-        return 1;
+        /* what the file holds was printed above; why it cannot run goes to
+         * stderr like every other error, with a non-zero exit */
+        printf("model: not loadable by strait\n");
+        fflush(stdout);
+        return st_cli_fail("inspect", rc);
     }
     const st_model_config *k = &m->cfg;
     printf("model:\n  architecture %s\n  layers %d\n  hidden %d\n  heads %d (kv %d, head_dim %d)\n  ffn %d\n"
