@@ -409,7 +409,8 @@ static double memcpy_gbps(size_t chunk)
 }
 
 /* ---- driver -------------------------------------------------------------------------------------------- */
-static int bench_link(const bopts *o, result *res)
+/* ps: the listening end's polling-core counters (poller mode) */
+static int bench_link(const bopts *o, result *res, st_poller_stats *ps)
 {
     char addr[128];
     int is_shm = !strcmp(o->transport, "shm");
@@ -497,8 +498,10 @@ static int bench_link(const bopts *o, result *res)
         while (ep_recv(&e, &m) == ST_OK)
             ep_release(&e, &m);
     }
-    if (e.p)
+    if (e.p) {
+        st_poller_get_stats(e.p, ps);
         st_poller_stop(e.p);
+    }
     st_link_close(e.k);
     st_mr_free(mr);
     if (forked)
@@ -571,7 +574,9 @@ int st_bench_transport_main(int argc, char **argv)
     result res[MAX_SIZES];
     memset(res, 0, sizeof res);
     double mc_1m = memcpy_gbps((size_t)1 << 20);
-    rc = !strcmp(o.transport, "tcp-baseline") ? bench_baseline(&o, res) : bench_link(&o, res);
+    st_poller_stats ps;
+    memset(&ps, 0, sizeof ps);
+    rc = !strcmp(o.transport, "tcp-baseline") ? bench_baseline(&o, res) : bench_link(&o, res, &ps);
     if (rc)
         return 1;
     if (o.role == 2)
@@ -586,9 +591,22 @@ int st_bench_transport_main(int argc, char **argv)
         printf("%10zu %9.2f %9.2f %9.2f %9.3f %10.0f %11.1f%% %s\n", r->size, r->p50, r->p99, r->p999, r->gbps,
                r->mps, 100.0 * r->gbps / mc_1m, act ? "activation-sized" : "");
     }
+    if (o.poller)
+        printf("polling core (listening end): %llu msgs / %llu bytes received, %llu msgs / %llu bytes sent; "
+               "idle passes: %llu spins, %llu yields, %llu sleeps\n",
+               (unsigned long long)ps.msgs_rx, (unsigned long long)ps.bytes_rx, (unsigned long long)ps.msgs_tx,
+               (unsigned long long)ps.bytes_tx, (unsigned long long)ps.spins, (unsigned long long)ps.yields,
+               (unsigned long long)ps.sleeps);
     if (o.json) {
-        printf("{\"bench\":\"transport\",\"transport\":\"%s\",\"mode\":\"%s\",\"memcpy_gbps\":%.3f,\"results\":[",
+        printf("{\"bench\":\"transport\",\"transport\":\"%s\",\"mode\":\"%s\",\"memcpy_gbps\":%.3f,",
                o.transport, mode, mc_1m);
+        if (o.poller)
+            printf("\"poller\":{\"msgs_rx\":%llu,\"bytes_rx\":%llu,\"msgs_tx\":%llu,\"bytes_tx\":%llu,"
+                   "\"spins\":%llu,\"yields\":%llu,\"sleeps\":%llu},",
+                   (unsigned long long)ps.msgs_rx, (unsigned long long)ps.bytes_rx, (unsigned long long)ps.msgs_tx,
+                   (unsigned long long)ps.bytes_tx, (unsigned long long)ps.spins, (unsigned long long)ps.yields,
+                   (unsigned long long)ps.sleeps);
+        printf("\"results\":[");
         for (int i = 0; i < o.n_sizes; i++) {
             result *r = &res[i];
             printf("%s{\"size\":%zu,\"pingpong_n\":%ld,\"stream_n\":%ld,\"lat_p50_us\":%.3f,\"lat_p99_us\":%.3f,"

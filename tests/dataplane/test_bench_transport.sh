@@ -60,5 +60,23 @@ assert [r["size"] for r in d["results"]] == [64, 8192]
         fail=1
     fi
 done
+# poller mode reports the polling core's counters: per size the listening
+# end sends its pings (warm-up + 200) and 200 stream messages, and receives
+# the pongs; and the core's idle passes
+timeout 60 "$strait" bench transport --transport shm --mode poller --sizes 64,8K --count 200 --json >"$out" 2>&1
+rc=$?
+json=$(grep '^{"bench":"transport"' "$out")
+if [ $rc -ne 0 ] || ! echo "$json" | python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+p = d["poller"]
+assert p["msgs_tx"] >= 2 * 400 and p["bytes_tx"] >= 400 * 64 + 400 * 8192, p
+assert p["msgs_rx"] >= 2 * 200 and p["bytes_rx"] >= 200 * 64 + 200 * 8192, p
+assert p["spins"] + p["yields"] + p["sleeps"] > 0, p
+'; then
+    echo "FAIL: poller counters (exit $rc): $json"
+    cat "$out"
+    fail=1
+fi
 [ $fail -eq 0 ] && echo "PASS"
 exit $fail
