@@ -9,6 +9,7 @@
 #include "bench/serve_bench.h"
 #include "common/json.h"
 #include "common/st_common.h"
+#include "engine/tokenizer.h"
 #include "kernels/backend.h"
 #include "tools/cli.h"
 #include "tools/load.h"
@@ -24,7 +25,8 @@ static const char engine_usage[] =
     "\n"
     "Prompt processing (tok/s over an N-token prompt) and decode (tok/s over M\n"
     "tokens), with achieved GB/s of weight traffic beside the measured read\n"
-    "bandwidth. Prints a table, and a JSON line with --json.\n"
+    "bandwidth, and the tokenizer's time on a ~4096-token text beside the time\n"
+    "its prefill takes. Prints a table, and a JSON line with --json.\n"
     "\n"
     "  -m, --model MODEL       (default: the default model)\n"
     "  -p, --n-prompt N        prompt tokens (default 512)\n"
@@ -71,6 +73,41 @@ static int run_llama_bench(const char *bin, const char *model, const st_bench_en
     }
     st_json_free(j);
     return *pp > 0 && *tg > 0 ? ST_OK : st_err(ST_EIO, "llama-bench output lacks pp or tg results");
+}
+
+/* Tokenizer speed beside prompt processing: the tokenizer must not show in
+ * a profile of a long prompt. The text is `n` random vocabulary ids
+ * detokenized (specials skipped), so it does not repeat and holds every
+ * kind of piece the vocabulary has; it is encoded `reps` times and the best
+ * time kept. Returns the tokens it encodes to, or -1. */
+static int bench_tokenizer(const st_tokenizer *t, int n, int reps, double *best_ms)
+{
+    int V = st_tok_vocab_size(t);
+    int32_t *ids = st_xmalloc(sizeof(int32_t) * (size_t)n);
+    uint64_t x = 0x9E3779B97F4A7C15ull;
+    for (int i = 0; i < n; i++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        ids[i] = (int32_t)(x % (uint64_t)V);
+    }
+    int len = st_tok_decode(t, ids, n, 1, NULL, 0);
+    char *text = len > 0 ? st_xmalloc((size_t)len) : NULL;
+    int k = -1;
+    if (text && st_tok_decode(t, ids, n, 1, text, len) == len) {
+        int cap = len + 16;
+        int32_t *out = st_xrealloc(ids, sizeof(int32_t) * (size_t)cap);
+        ids = out;
+        *best_ms = 1e30;
+        for (int r = 0; r < reps; r++) {
+            double t0 = st_now_s();
+            k = st_tok_encode(t, text, (size_t)len, 0, out, cap);
+            double ms = (st_now_s() - t0) * 1e3;
+            if (ms < *best_ms)
+                *best_ms = ms;
+        }
+    }
+    free(text);
+    free(ids);
+    return k;
 }
 
 static int bench_engine(int argc, char **argv)
@@ -129,6 +166,13 @@ static int bench_engine(int argc, char **argv)
     printf("decode      %.1f MB/token -> %.1f GB/s of weights; read bandwidth %.1f GB/s (%.0f%%)\n",
            (double)r.decode_bytes / 1e6, r.tg_gbs, r.read_bw_gbs, 100.0 * r.tg_gbs / r.read_bw_gbs);
     printf("prompt      %.1f GFLOP/s in matmuls\n", r.pp_gflops);
+    double tok_ms = 0, pp_ms = 0;
+    int tok_n = cm.model->tok ? bench_tokenizer(cm.model->tok, 4096, o.reps, &tok_ms) : -1;
+    if (tok_n > 0) {
+        pp_ms = tok_n / r.pp_tok_s_mean * 1e3; /* what prefilling those tokens takes at the measured rate */
+        printf("tokenizer   %d tokens (random vocabulary text) in %.2f ms; their prefill ~%.0f ms (%.3f%%)\n", tok_n,
+               tok_ms, pp_ms, 100.0 * tok_ms / pp_ms);
+    }
     if (json) {
         printf("{\"bench\":\"engine\",\"model\":\"%s\",\"arch\":\"%s\",\"isa\":\"%s\",\"threads\":%d,"
                "\"n_prompt\":%d,\"n_gen\":%d,\"reps\":%d,\"pp_tok_s\":%.2f,\"pp_tok_s_mean\":%.2f,"
@@ -137,6 +181,9 @@ static int bench_engine(int argc, char **argv)
                cm.model->path, st_arch_name(k->arch), st_cpu_isa(), o.threads, o.n_prompt, o.n_gen, o.reps,
                r.pp_tok_s, r.pp_tok_s_mean, r.tg_tok_s, r.tg_tok_s_mean, r.decode_bytes, r.tg_gbs, r.read_bw_gbs,
                r.pp_gflops);
+        if (tok_n > 0)
+            printf(",\"tokenize_tokens\":%d,\"tokenize_ms\":%.3f,\"tokenize_prefill_ratio\":%.5f", tok_n, tok_ms,
+                   tok_ms / pp_ms);
         if (lpp > 0)
             printf(",\"llama_pp_tok_s\":%.2f,\"llama_tg_tok_s\":%.2f,\"pp_ratio\":%.3f,\"tg_ratio\":%.3f", lpp, ltg,
                    r.pp_tok_s_mean / lpp, r.tg_tok_s_mean / ltg);
