@@ -345,14 +345,25 @@ static void encode_piece(void *ctx, size_t off, size_t len)
             return;
         }
     }
-    int32_t *sym = sym_reserve(e, len);
+    /* A byte the vocabulary lacks (typically 0xF5..0xFF, which valid UTF-8
+     * never holds) becomes U+FFFD's byte tokens, as llama.cpp reads invalid
+     * UTF-8; only without those, unk (or nothing, as HF). Never unk first:
+     * vocabularies like SmolLM2's name <|endoftext|> as unk, and stray input
+     * bytes must not turn into an end-of-text token. */
+    static const unsigned char fffd[3] = {0xEF, 0xBF, 0xBD};
+    const int has_fffd = t->byte_tok[0xEF] >= 0 && t->byte_tok[0xBF] >= 0 && t->byte_tok[0xBD] >= 0;
+    int32_t *sym = sym_reserve(e, len * 3);
     size_t n = 0;
     for (size_t i = 0; i < len; i++) {
         int32_t id = t->byte_tok[s[i]];
-        if (id < 0)
-            id = t->unk; /* a vocabulary without this byte: unk, or dropped as HF does */
-        if (id >= 0)
+        if (id >= 0) {
             sym[n++] = id;
+        } else if (has_fffd) {
+            for (int k = 0; k < 3; k++)
+                sym[n++] = t->byte_tok[fffd[k]];
+        } else if (t->unk >= 0) {
+            sym[n++] = t->unk;
+        }
     }
     push_merged(e, sym, n);
 }

@@ -440,6 +440,18 @@ static void check_default_model(void)
     CHECK(st_tok_eos(t) == im_end);
     CHECK(st_tok_chat_template(t) && strstr(st_tok_chat_template(t), "<|im_start|>"));
     check_special(t, "<|im_start|>", "user\nHi there");
+    /* bytes its vocabulary lacks (0xFE, 0xFF: never in valid UTF-8) read as
+     * U+FFFD, as llama.cpp does, never as its unk <|endoftext|> */
+    s = "a\xFF" "b\xFE";
+    k = encode_all(t, s, strlen(s), 0, &ids);
+    int eog = 0;
+    for (int i = 0; i < k; i++)
+        eog += st_tok_is_eog(t, ids[i]);
+    char dec[32];
+    int dl = k > 0 ? st_tok_decode(t, ids, k, 0, dec, sizeof dec) : -1;
+    CHECKF(k > 0 && !eog && dl == 8 && !memcmp(dec, "a\xEF\xBF\xBD" "b\xEF\xBF\xBD", 8),
+           "SmolLM2 invalid bytes: %d ids, %d end-of-text, decoded %d bytes", k, eog, dl);
+    free(ids);
     check_long_prompt(t, "smollm2 16 KB prompt");
     st_tok_free(t);
     st_gguf_close(g);
