@@ -41,7 +41,9 @@ typedef struct st_listener st_listener;
 typedef struct st_link_opts {
     uint32_t sq_depth;     /* pending sends per link, power of two (default 4096) */
     uint32_t credits;      /* unreleased messages the receiver accepts (default 256) */
-    size_t max_msg;        /* largest message in bytes (default 64 MiB + 64 KiB) */
+    size_t max_msg;        /* largest message in bytes (default 64 MiB + 64 KiB). Ends may differ:
+                              shm links carry the smaller (larger sends are ST_ERANGE); over tcp a
+                              message above the receiver's max_msg fails the link (ST_EPROTO) */
     size_t rx_bytes;       /* receive region per link, bytes, >= 2 x (max_msg + 128)
                               (default 2 x max_msg + 2 MiB); touched lazily */
     uint32_t heartbeat_ms; /* default 100 */
