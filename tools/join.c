@@ -11,6 +11,7 @@
 
 #include "common/st_common.h"
 #include "sched/cluster/worker.h"
+#include "tools/prefault.h"
 #include "tools/cli.h"
 #include "tools/load.h"
 #include "tools/models.h"
@@ -105,6 +106,7 @@ static int load_shard(void *ctx, const char *ref, uint64_t model_bytes, int star
                       (unsigned long long)sb.st_size, (unsigned long long)model_bytes);
     if ((rc = st_model_load(path, start, end, m)))
         return rc;
+    st_cli_prefault(*m);
     *be = st_cli_backend(jc->device, jc->threads);
     if (!*be) {
         st_model_free(*m);

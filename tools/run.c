@@ -23,6 +23,7 @@
 #include "tools/load.h"
 #include "tools/models.h"
 #include "tools/opts.h"
+#include "tools/prefault.h"
 
 static const char usage[] =
     "usage: strait run [-m MODEL] [--host H] [--port P] [options]\n"
@@ -159,6 +160,7 @@ static int run_local(const char *V, st_http_server_config *hc, st_batcher_config
         st_cli_unload(&cm);
         return st_cli_fail(V, st_err(ST_EINVAL, "%s has no tokenizer", cm.model->path));
     }
+    st_cli_prefault(cm.model); /* before the listener opens: /health is 200 once the weights are in */
     st_batcher *b = NULL;
     st_router *r = NULL;
     st_router_config rcfg = st_router_config_default();

@@ -22,6 +22,7 @@
 #include "tools/load.h"
 #include "tools/models.h"
 #include "tools/opts.h"
+#include "tools/prefault.h"
 
 static const char usage[] =
     "usage: strait serve --model-path M --start-layer A --end-layer B [--listen H:P] [--next H:P] [options]\n"
@@ -177,6 +178,7 @@ int st_cmd_serve(int argc, char **argv)
     st_model *m = NULL;
     if ((rc = st_model_load(path, start, end, &m)))
         return st_cli_fail(V, rc);
+    st_cli_prefault(m);
     int head = st_model_is_first(m), whole = head && st_model_is_last(m);
     if (!whole && !next) {
         st_model_free(m);
