@@ -29,6 +29,13 @@ const char *st_cpu_isa_name(st_cpu_isa_t isa);
  * with st_errmsg set); n_threads as st_backend_cpu_create. */
 st_backend *st_backend_cpu_create_isa(int n_threads, st_cpu_isa_t isa);
 
+/* A CPU backend whose quantized matmuls take float activations (each
+ * weight row dequantized, f32 dot products) instead of 8-bit activation
+ * blocks: several times slower, and exact float math on the stored weights
+ * (what the -exact- golden files hold). st_backend_cpu_create does the
+ * same when env ST_CPU_ACT=f32 (default q8). */
+st_backend *st_backend_cpu_create_exact(int n_threads);
+
 /* Streaming read bandwidth in GB/s (1e9 bytes/s): n_threads threads (0 =
  * online cores) sum a buffer of `bytes` (use several times the last-level
  * cache for DRAM bandwidth) with the widest SIMD loads available; best of

@@ -97,6 +97,7 @@ typedef struct {
     st_backend base;
     st_cpu_isa_t isa;
     const st_cpu_kernels *k;
+    int exact;     /* float activations in quantized matmuls */
     st_tp *tp;
     st_qblock *qx; /* quantized activations, reused across matmuls */
     size_t qx_cap;
@@ -330,7 +331,7 @@ static void be_add(st_backend *be, float *y, const float *x, int n, int d)
 static void be_matmul(st_backend *be, float *y, const float *x, const st_tensor *W, const float *bias, int n)
 {
     cpu_backend *c = cpu(be);
-    int rc = st_cpu_matmul(c->k, c->tp, &c->qx, &c->qx_cap, y, x, W, bias, n);
+    int rc = st_cpu_matmul(c->k, c->exact, c->tp, &c->qx, &c->qx_cap, y, x, W, bias, n);
     if (rc)
         op_failed("matmul", rc);
 }
@@ -380,12 +381,27 @@ st_backend *st_backend_cpu_create_isa(int n_threads, st_cpu_isa_t isa)
     return &c->base;
 }
 
+st_backend *st_backend_cpu_create_exact(int n_threads)
+{
+    st_backend *be = st_backend_cpu_create_isa(n_threads, st_cpu_isa_detect());
+    if (be)
+        cpu(be)->exact = 1;
+    return be;
+}
+
 st_backend *st_backend_cpu_create(int n_threads)
 {
     static atomic_int logged;
     st_cpu_isa_t isa = st_cpu_isa_detect();
+    const char *act = getenv("ST_CPU_ACT");
+    int exact = act && !strcasecmp(act, "f32");
+    if (act && *act && !exact && strcasecmp(act, "q8"))
+        ST_WARN("cpu: ST_CPU_ACT=%s not understood (q8|f32); using q8", act);
     st_backend *be = st_backend_cpu_create_isa(n_threads, isa);
+    if (be)
+        cpu(be)->exact = exact;
     if (be && !atomic_exchange(&logged, 1))
-        ST_INFO("cpu backend: %s kernels, %d threads", st_cpu_isa_name(isa), be->n_threads);
+        ST_INFO("cpu backend: %s kernels, %d threads%s", st_cpu_isa_name(isa), be->n_threads,
+                exact ? ", float activations in quantized matmuls (ST_CPU_ACT=f32)" : "");
     return be;
 }

@@ -86,6 +86,32 @@ static void matmul_f_scalar(const st_mm_args *a, int r0, int r1, int o0, int o1)
     free(w);
 }
 
+/* Float activations on any weight type: each weight row dequantized to
+ * f32 once per chunk, dot products in f32 with 8 independent partial sums
+ * (vectorizable without reassociation flags). No 8-bit rounding of x: the
+ * result is exact float math on the stored weights up to summation order. */
+static void matmul_exact(const st_mm_args *a, int r0, int r1, int o0, int o1)
+{
+    float *w = st_xaligned(sizeof(float) * (size_t)a->K);
+    for (int o = o0; o < o1; o++) {
+        st_dequant_row(a->type, a->W + (size_t)o * a->row_bytes, w, a->K);
+        for (int r = r0; r < r1; r++) {
+            const float *x = a->x + (size_t)r * a->K;
+            float acc8[8] = {0};
+            int k = 0;
+            for (; k + 8 <= a->K; k += 8)
+                for (int i = 0; i < 8; i++)
+                    acc8[i] += w[k + i] * x[k + i];
+            float acc = 0.0f;
+            for (; k < a->K; k++)
+                acc += w[k] * x[k];
+            acc += ((acc8[0] + acc8[4]) + (acc8[1] + acc8[5])) + ((acc8[2] + acc8[6]) + (acc8[3] + acc8[7]));
+            a->y[(size_t)r * a->O + o] = acc + (a->bias ? a->bias[o] : 0.0f);
+        }
+    }
+    free(w);
+}
+
 void st_cpu_matmul_scalar(const st_mm_args *a, int r0, int r1, int o0, int o1)
 {
     if (a->type == ST_Q8_0 || a->type == ST_Q4_0 || a->type == ST_Q4_1)
@@ -100,6 +126,7 @@ static int is_qtype(st_dtype t) { return t == ST_Q8_0 || t == ST_Q4_0 || t == ST
 
 typedef struct {
     const st_cpu_kernels *k;
+    int exact;    /* float activations (matmul_exact) */
     st_mm_args a;
     const float *x;
     st_qblock *qx;
@@ -137,11 +164,11 @@ static void mm_job_fn(void *p, int ith, int nth)
         return;
     const int rc = rows_per_chunk(a);
     for (int r0 = 0; r0 < a->n; r0 += rc)
-        j->k->matmul(a, r0, ST_MIN(a->n, r0 + rc), o0, o1);
+        (j->exact ? matmul_exact : j->k->matmul)(a, r0, ST_MIN(a->n, r0 + rc), o0, o1);
 }
 
-int st_cpu_matmul(const st_cpu_kernels *k, st_tp *tp, st_qblock **scratch, size_t *scratch_cap, float *y,
-                  const float *x, const st_tensor *W, const float *bias, int n)
+int st_cpu_matmul(const st_cpu_kernels *k, int exact, st_tp *tp, st_qblock **scratch, size_t *scratch_cap,
+                  float *y, const float *x, const st_tensor *W, const float *bias, int n)
 {
     if (!y || !x || !W || !W->data || n < 0)
         return st_err(ST_EINVAL, "NULL argument or negative n");
@@ -154,10 +181,10 @@ int st_cpu_matmul(const st_cpu_kernels *k, st_tp *tp, st_qblock **scratch, size_
     if (!rb || rb * (size_t)O > W->nbytes)
         return st_err(ST_EINVAL, "weight %s: %lld x %lld %s does not fit its %zu bytes",
                       W->name ? W->name : "?", (long long)O, (long long)K, st_dtype_name(W->type), W->nbytes);
-    mm_job j = {.k = k, .x = x};
+    mm_job j = {.k = k, .exact = exact && is_qtype(W->type), .x = x};
     j.a = (st_mm_args){.y = y, .x = x, .n = n, .K = (int)K, .O = (int)O, .W = W->data, .row_bytes = rb,
                        .type = W->type, .bias = bias};
-    if (is_qtype(W->type)) {
+    if (is_qtype(W->type) && !j.exact) {
         const size_t need = (size_t)n * (size_t)(K / 32);
         if (need > *scratch_cap) {
             free(*scratch);

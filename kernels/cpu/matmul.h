@@ -7,9 +7,12 @@
 
 /* y (n, W.ne[1]) = x (n, W.ne[0]) @ W^T (+ bias). *scratch / *scratch_cap
  * hold the caller's reusable quantized-activation buffer (grown here).
- * Returns ST_OK or ST_EINVAL for a malformed weight or argument. */
-int st_cpu_matmul(const st_cpu_kernels *k, st_tp *tp, st_qblock **scratch, size_t *scratch_cap, float *y,
-                  const float *x, const st_tensor *W, const float *bias, int n);
+ * exact: quantized weights meet float activations (dequantized rows, f32
+ * dot products) instead of 8-bit activation blocks — slower, and exact
+ * float math on the stored weights. Returns ST_OK or ST_EINVAL for a
+ * malformed weight or argument. */
+int st_cpu_matmul(const st_cpu_kernels *k, int exact, st_tp *tp, st_qblock **scratch, size_t *scratch_cap,
+                  float *y, const float *x, const st_tensor *W, const float *bias, int n);
 
 /* The plain C kernel (all weight types). */
 void st_cpu_matmul_scalar(const st_mm_args *a, int r0, int r1, int o0, int o1);
