@@ -12,6 +12,7 @@
 
 #include "common/st_common.h"
 #include "dataplane/dpdk.h"
+#include "dataplane/poller.h"
 #include "dataplane/transport.h"
 #include "engine/stage.h"
 #include "http/server.h"
@@ -41,7 +42,8 @@ static const char usage[] =
     "                                    device arguments, e.g. net_memif,socket=/run/s.sock)\n"
     "      --dpdk-args \"...\"             extra DPDK EAL arguments\n"
     "      --dpdk-peer MAC,IP            static neighbour of the dpdk links (default: learnt)\n"
-    "      --dataplane-cores LIST        cores for the DPDK EAL, e.g. 2,3 or 2-5\n"
+    "      --dataplane-cores LIST        cores for the polling threads of the links (and the DPDK EAL),\n"
+    "                                    e.g. 2,3 or 2-5 (env STRAIT_DATAPLANE_CORES does the same)\n"
     "      --dpdk-hugepages N            2 MiB hugepages dpdk needs (root reserves them; default:\n"
     "                                    use free ones, else ordinary memory)\n"
     "      --activation-compression C    none | bf16 | int8 hidden states on the wire (head; default none:\n"
@@ -150,7 +152,7 @@ int st_cmd_serve(int argc, char **argv)
         case O_INFLIGHT: bad = st_opt_int(V, "max-inflight", optarg, 1, ST_BATCHER_MAX_INFLIGHT, &bc.max_inflight); break;
         case O_DPDK_ARGS: dc.eal_args = optarg, dpdk_set = 1; break;
         case O_DPDK_PEER: dc.peer = optarg, dpdk_set = 1; break;
-        case O_DP_CORES: dc.cores = optarg, dpdk_set = 1; break;
+        case O_DP_CORES: dc.cores = optarg; break;
         case O_DPDK_HUGE: bad = st_opt_int(V, "dpdk-hugepages", optarg, 0, 1 << 20, &dc.hugepages), dpdk_set = 1; break;
         case 'h': fputs(usage, stdout); return 0;
         case ':': return st_cli_missing_value(V, argv, optopt);
@@ -168,7 +170,10 @@ int st_cmd_serve(int argc, char **argv)
         known |= !strcmp(*t, transport);
     if (!known)
         return st_opt_usage_error(V, "--transport must be tcp, shm or dpdk (dpdk: in a build with DPDK)");
-    if (dpdk_set && st_dpdk_configure(&dc) != ST_OK)
+    /* the polling cores of every link (and, with DPDK, its EAL lcores) */
+    if (dc.cores && st_poller_set_cores(dc.cores) != ST_OK)
+        return st_opt_usage_error(V, st_errmsg());
+    if ((dpdk_set || (dc.cores && !strcmp(transport, "dpdk"))) && st_dpdk_configure(&dc) != ST_OK)
         return st_opt_usage_error(V, st_errmsg());
 
     char path[4096];
