@@ -69,28 +69,13 @@ static void matmul_q_scalar(const st_mm_args *a, int r0, int r1, int o0, int o1)
     }
 }
 
-/* Float weights: dequantize one weight row at a time, reuse it for all rows. */
+/* Float activations against any weight type: each weight row dequantized
+ * to f32 once per chunk and reused for all its rows, dot products in f32
+ * with 8 independent partial sums (vectorizable without reassociation
+ * flags). For quantized weights this is the exact path: no 8-bit rounding
+ * of x, so the result is float math on the stored weights up to summation
+ * order. */
 static void matmul_f_scalar(const st_mm_args *a, int r0, int r1, int o0, int o1)
-{
-    float *w = st_xmalloc(sizeof(float) * (size_t)a->K);
-    for (int o = o0; o < o1; o++) {
-        st_dequant_row(a->type, a->W + (size_t)o * a->row_bytes, w, a->K);
-        for (int r = r0; r < r1; r++) {
-            const float *x = a->x + (size_t)r * a->K;
-            float acc = 0.0f;
-            for (int k = 0; k < a->K; k++)
-                acc += w[k] * x[k];
-            a->y[(size_t)r * a->O + o] = acc + (a->bias ? a->bias[o] : 0.0f);
-        }
-    }
-    free(w);
-}
-
-/* Float activations on any weight type: each weight row dequantized to
- * f32 once per chunk, dot products in f32 with 8 independent partial sums
- * (vectorizable without reassociation flags). No 8-bit rounding of x: the
- * result is exact float math on the stored weights up to summation order. */
-static void matmul_exact(const st_mm_args *a, int r0, int r1, int o0, int o1)
 {
     float *w = st_xaligned(sizeof(float) * (size_t)a->K);
     for (int o = o0; o < o1; o++) {
@@ -126,7 +111,7 @@ static int is_qtype(st_dtype t) { return t == ST_Q8_0 || t == ST_Q4_0 || t == ST
 
 typedef struct {
     const st_cpu_kernels *k;
-    int exact;    /* float activations (matmul_exact) */
+    int exact;    /* quantized weights, float activations (matmul_f_scalar) */
     st_mm_args a;
     const float *x;
     st_qblock *qx;
@@ -164,7 +149,7 @@ static void mm_job_fn(void *p, int ith, int nth)
         return;
     const int rc = rows_per_chunk(a);
     for (int r0 = 0; r0 < a->n; r0 += rc)
-        (j->exact ? matmul_exact : j->k->matmul)(a, r0, ST_MIN(a->n, r0 + rc), o0, o1);
+        (j->exact ? matmul_f_scalar : j->k->matmul)(a, r0, ST_MIN(a->n, r0 + rc), o0, o1);
 }
 
 int st_cpu_matmul(const st_cpu_kernels *k, int exact, st_tp *tp, st_qblock **scratch, size_t *scratch_cap,
