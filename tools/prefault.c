@@ -3,6 +3,7 @@
 
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -53,31 +54,36 @@ static void touch(bar *b, const void *data, size_t n, volatile unsigned char *si
     }
 }
 
-static size_t tensor_bytes(const st_tensor *t) { return t && t->data ? t->nbytes : 0; }
+/* The model's large tensors (embedding, output, each layer's matrices),
+ * each once; at most 2 + 7 per layer. */
+static int big_tensors(const st_model *m, const st_tensor **out)
+{
+    int n = 0;
+    const st_tensor *ends[2] = {m->tok_embd, m->output != m->tok_embd ? m->output : NULL};
+    for (int i = 0; i < 2; i++)
+        if (ends[i] && ends[i]->data)
+            out[n++] = ends[i];
+    for (int l = m->layer_start; l < m->layer_end; l++) {
+        const st_layer_weights *w = &m->layers[l];
+        const st_tensor *ts[7] = {w->wq, w->wk, w->wv, w->wo, w->w_gate, w->w_up, w->w_down};
+        for (int i = 0; i < 7; i++)
+            if (ts[i] && ts[i]->data)
+                out[n++] = ts[i];
+    }
+    return n;
+}
 
 size_t st_cli_prefault(const st_model *m)
 {
     bar b = {.tty = isatty(2), .t0 = st_now_s()};
-    /* the large tensors: embedding, output, and each layer's matrices */
-    b.total = tensor_bytes(m->tok_embd) + (m->output != m->tok_embd ? tensor_bytes(m->output) : 0);
-    for (int l = m->layer_start; l < m->layer_end; l++) {
-        const st_layer_weights *w = &m->layers[l];
-        const st_tensor *ts[7] = {w->wq, w->wk, w->wv, w->wo, w->w_gate, w->w_up, w->w_down};
-        for (int i = 0; i < 7; i++)
-            b.total += tensor_bytes(ts[i]);
-    }
+    const st_tensor **ts = st_xmalloc(sizeof *ts * (size_t)(2 + 7 * (m->layer_end - m->layer_start)));
+    int n = big_tensors(m, ts);
+    for (int i = 0; i < n; i++)
+        b.total += ts[i]->nbytes;
     volatile unsigned char sink = 0;
-    if (m->tok_embd)
-        touch(&b, m->tok_embd->data, tensor_bytes(m->tok_embd), &sink);
-    if (m->output && m->output != m->tok_embd)
-        touch(&b, m->output->data, tensor_bytes(m->output), &sink);
-    for (int l = m->layer_start; l < m->layer_end; l++) {
-        const st_layer_weights *w = &m->layers[l];
-        const st_tensor *ts[7] = {w->wq, w->wk, w->wv, w->wo, w->w_gate, w->w_up, w->w_down};
-        for (int i = 0; i < 7; i++)
-            if (ts[i])
-                touch(&b, ts[i]->data, tensor_bytes(ts[i]), &sink);
-    }
+    for (int i = 0; i < n; i++)
+        touch(&b, ts[i]->data, ts[i]->nbytes, &sink);
+    free(ts);
     bar_draw(&b, 1);
     ST_INFO("weights read in: %.1f MB in %.2f s", (double)b.done / 1e6, st_now_s() - b.t0);
     return b.done;
