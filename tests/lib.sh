@@ -12,5 +12,6 @@ trap cleanup EXIT
 fail=0
 pass=0
 ok() { pass=$((pass + 1)); }
+. "$(dirname "${BASH_SOURCE[0]}")/lib_wait.sh" # wait_log, api_port, ctl_port
 bad() { echo "FAIL $*"; fail=$((fail + 1)); }
 

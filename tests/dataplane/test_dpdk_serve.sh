@@ -19,18 +19,6 @@ PY=python3
 . "$(dirname "$0")/../lib.sh" # $TMP, PIDS killed on exit, ok / bad
 . "$(dirname "$0")/../lib_model.sh" # PROMPTS, complete_all, model_layers
 
-api_port() { # log pid -> the API port once "listening on http://127.0.0.1:PORT" shows
-  local port=
-  for _ in $(seq 900); do
-    port=$(sed -n 's|.*listening on http://127\.0\.0\.1:\([0-9]*\).*|\1|p' "$1")
-    [ -n "$port" ] && break
-    kill -0 "$2" 2>/dev/null || break
-    sleep 0.1
-  done
-  echo "$port"
-}
-
-
 N_LAYERS=$(model_layers) || exit 1
 CUT=$((N_LAYERS / 2))
 

@@ -58,13 +58,8 @@ start() { # start ARGS...: a server on an ephemeral port; sets U and LOG
     >"$LOG" 2>&1 &
   SRV=$!
   PIDS+=("$SRV")
-  local port=
-  for _ in $(seq 600); do
-    port=$(sed -n 's|.*listening on http://127\.0\.0\.1:\([0-9]*\).*|\1|p' "$LOG" 2>/dev/null)
-    [ -n "$port" ] && break
-    kill -0 "$SRV" 2>/dev/null || break
-    sleep 0.1
-  done
+  local port
+  port=$(api_port "$LOG" "$SRV")
   [ -n "$port" ] || { echo "FAIL: strait run $* did not start:"; cat "$LOG"; exit 1; }
   U=http://127.0.0.1:$port
 }

@@ -29,6 +29,7 @@ fi
 }
 
 TMP=$(mktemp -d)
+. "$(dirname "$0")/../lib_wait.sh" # wait_log, api_port
 KEY=web-test-key-$$
 SRV=
 CHAT=
@@ -44,13 +45,7 @@ mkdir -p "$SHOTS"
 "$STRAIT" run -m "$MODEL" --host 127.0.0.1 --port 0 --kv-cache-memory 268435456 --ctx 2048 \
   --api-key "$KEY" >"$TMP/server.log" 2>&1 &
 SRV=$!
-PORT=
-for _ in $(seq 600); do # up to 60 s for the listening line
-  PORT=$(sed -n 's|.*listening on http://127\.0\.0\.1:\([0-9]*\).*|\1|p' "$TMP/server.log")
-  [ -n "$PORT" ] && break
-  kill -0 "$SRV" 2>/dev/null || break
-  sleep 0.1
-done
+PORT=$(api_port "$TMP/server.log" $SRV)
 if [ -z "$PORT" ]; then
   echo "FAIL: strait run did not start listening:"
   cat "$TMP/server.log"
@@ -58,13 +53,7 @@ if [ -z "$PORT" ]; then
 fi
 "$STRAIT" chat -s "127.0.0.1:$PORT" --host 127.0.0.1 --port 0 >"$TMP/chat.log" 2>&1 &
 CHAT=$!
-CPORT=
-for _ in $(seq 100); do # up to 10 s
-  CPORT=$(sed -n 's|.*chat: listening on http://127\.0\.0\.1:\([0-9]*\).*|\1|p' "$TMP/chat.log")
-  [ -n "$CPORT" ] && break
-  kill -0 "$CHAT" 2>/dev/null || break
-  sleep 0.1
-done
+CPORT=$(api_port "$TMP/chat.log" $CHAT 10)
 if [ -z "$CPORT" ]; then
   echo "FAIL: strait chat did not start listening:"
   cat "$TMP/chat.log"

@@ -4,20 +4,8 @@
 # is reachable, e.g. "ip netns exec NS".
 
 . "$(dirname "${BASH_SOURCE[0]}")/../lib_model.sh" # PROMPTS, complete_all, model_layers
+. "$(dirname "${BASH_SOURCE[0]}")/../lib_wait.sh" # wait_log, api_port
 MAX_TOKENS=${MAX_TOKENS:-16}
-
-# wait_log FILE PID SED_EXPR [SECONDS]: the first value SED_EXPR extracts from
-# FILE, echoed; empty when PID died or the time ran out.
-wait_log() {
-  local file=$1 pid=$2 expr=$3 secs=${4:-120} v= end=$((SECONDS + ${4:-120}))
-  while [ $SECONDS -lt $end ]; do
-    v=$(sed -n "$expr" "$file" 2>/dev/null | head -1)
-    [ -n "$v" ] && break
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  echo "$v"
-}
 
 # wait_serving URL SECONDS PID: until GET URL/cluster/status shows a serving pipeline.
 wait_serving() {

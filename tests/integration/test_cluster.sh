@@ -25,19 +25,6 @@ ST=("$PY" "$HERE/cluster_status.py")
 . "$(dirname "$0")/../lib_model.sh" # PROMPTS, complete_all, model_layers
 TOKEN=test-cluster-token-$$
 
-# Wait (up to $3 tenths of a second) for sed pattern $2 in file $1 while pid $4 lives; echo the match.
-wait_log() {
-  local m=
-  for _ in $(seq "$3"); do
-    m=$(sed -n "$2" "$1" | head -1)
-    [ -n "$m" ] && break
-    kill -0 "$4" 2>/dev/null || break
-    sleep 0.1
-  done
-  echo "$m"
-}
-api_port() { wait_log "$1" 's|.*listening on http://127\.0\.0\.1:\([0-9]*\).*|\1|p' 900 "$2"; }
-ctl_port() { wait_log "$1" 's|.*join with: strait join -s [^ ]*:\([0-9]*\) --cluster-token.*|\1|p' 900 "$2"; }
 # Poll /cluster/status at $1 until cluster_status.py check $2 passes (deadline $3 s); 0 when it did.
 wait_status() {
   local t_end=$((SECONDS + $3))
@@ -141,7 +128,7 @@ code=$?
 if [ $code != 0 ] && [ $code != 124 ] && grep -qi 'token' "$TMP/wrong.log"; then ok; else
   bad "a wrong token: exit $code: $(cat "$TMP/wrong.log")"
 fi
-[ -n "$(wait_log "$TMP/sched.log" '/refused 127\.0\.0\.1.*/p' 100 $SC)" ] && [ "$(refusals)" -gt "$r0" ] && ok ||
+[ -n "$(wait_log "$TMP/sched.log" $SC '/refused 127\.0\.0\.1.*/p' 10)" ] && [ "$(refusals)" -gt "$r0" ] && ok ||
   bad "the scheduler log does not name the refused join"
 
 # ---- garbage on the control port: refused, the scheduler keeps serving --------------------------

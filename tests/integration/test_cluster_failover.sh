@@ -17,17 +17,6 @@ PY=python3
 . "$(dirname "$0")/../lib.sh" # $TMP, PIDS killed on exit, ok / bad
 TOKEN=test-failover-token-$$
 
-wait_log() {
-  local m=
-  for _ in $(seq "$3"); do
-    m=$(sed -n "$2" "$1" | head -1)
-    [ -n "$m" ] && break
-    kill -0 "$4" 2>/dev/null || break
-    sleep 0.1
-  done
-  echo "$m"
-}
-api_port() { wait_log "$1" 's|.*listening on http://127\.0\.0\.1:\([0-9]*\).*|\1|p' 900 "$2"; }
 # Poll $1/cluster/status until the python expression $2 over s (the status) is true, for $3 s.
 wait_status() {
   local t_end=$((SECONDS + $3))
@@ -64,7 +53,7 @@ kill -TERM $RUN; wait $RUN 2>/dev/null
 SC=$!
 PIDS+=($SC)
 API=$(api_port "$TMP/sched.log" $SC)
-CTL=$(wait_log "$TMP/sched.log" 's|.*join with: strait join -s [^ ]*:\([0-9]*\) --cluster-token.*|\1|p' 900 $SC)
+CTL=$(ctl_port "$TMP/sched.log" $SC)
 [ -n "$API" ] && [ -n "$CTL" ] || { echo "FAIL: strait run -n 2 did not start:"; cat "$TMP/sched.log"; exit 1; }
 U=http://127.0.0.1:$API
 join() { # name

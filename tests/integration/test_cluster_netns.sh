@@ -67,7 +67,7 @@ CUT=$((N_LAYERS / 2))
   >"$TMP/run.log" 2>&1 &
 RUN=$!
 PIDS+=($RUN)
-PORT=$(wait_log "$TMP/run.log" $RUN 's|.*listening on http://127\.0\.0\.1:\([0-9]*\).*|\1|p')
+PORT=$(api_port "$TMP/run.log" $RUN)
 [ -n "$PORT" ] || { echo "FAIL: strait run did not start:"; cat "$TMP/run.log"; exit 1; }
 stream_all "http://127.0.0.1:$PORT" "$TMP/one"
 kill -TERM $RUN; wait $RUN 2>/dev/null
@@ -79,7 +79,7 @@ ip netns exec $NS_S "$STRAIT" run -m "$MODEL" -n 2 --cluster-token "$TOKEN" --cl
   --transport tcp --host 127.0.0.1 --port 0 -t 1 --kv-cache-memory 67108864 --ctx 2048 >"$TMP/sched.log" 2>&1 &
 SCHED=$!
 PIDS+=($SCHED)
-PORT=$(wait_log "$TMP/sched.log" $SCHED 's|.*listening on http://127\.0\.0\.1:\([0-9]*\).*|\1|p')
+PORT=$(api_port "$TMP/sched.log" $SCHED)
 [ -n "$PORT" ] || { echo "FAIL: the scheduler did not start:"; cat "$TMP/sched.log"; exit 1; }
 # each node joins at the scheduler's address on its own link (a different one for each)
 ip netns exec $NS_A "$STRAIT" join -s 10.$N.1.1:$CPORT --cluster-token "$TOKEN" --port 0 --name node-a \

@@ -28,7 +28,7 @@ CUT=$((N_LAYERS / 2))
   >"$TMP/run.log" 2>&1 &
 RUN=$!
 PIDS+=($RUN)
-PORT=$(wait_log "$TMP/run.log" $RUN 's|.*listening on http://127\.0\.0\.1:\([0-9]*\).*|\1|p')
+PORT=$(api_port "$TMP/run.log" $RUN)
 [ -n "$PORT" ] || { echo "FAIL: strait run did not start:"; cat "$TMP/run.log"; exit 1; }
 stream_all "http://127.0.0.1:$PORT" "$TMP/one"
 kill -TERM $RUN; wait $RUN 2>/dev/null
@@ -41,7 +41,7 @@ TOKEN=slow-test-$$-$RANDOM
 SCHED=$!
 PIDS+=($SCHED)
 CTL=$(wait_log "$TMP/sched.log" $SCHED 's|.*strait join -s \([^ ]*\).*|\1|p')
-PORT=$(wait_log "$TMP/sched.log" $SCHED 's|.*listening on http://127\.0\.0\.1:\([0-9]*\).*|\1|p')
+PORT=$(api_port "$TMP/sched.log" $SCHED)
 if [ -z "$CTL" ] || [ -z "$PORT" ]; then
   echo "FAIL: the scheduler did not start:"; cat "$TMP/sched.log"; exit 1
 fi

@@ -2,7 +2,7 @@
 # strait run reads the weights in before it listens: on a terminal (a pty
 # from script(1)) a progress bar reaches 100% and the bytes read equal the
 # model's weight bytes; with stderr not a terminal there is no bar, only
-# the log line. /health answering means the read-in is over.
+# the log line. The server listens (and /health answers) only after the read-in.
 #   test_load_progress.sh path/to/strait
 set -uo pipefail
 STRAIT=$(realpath "${1:?usage: test_load_progress.sh path/to/strait}")
@@ -10,23 +10,14 @@ source "$(dirname "$0")/../lib.sh"
 MODEL=${ST_TEST_MODEL:-${STRAIT_HOME:-$HOME/.cache/strait}/models/SmolLM2-135M-Instruct.Q4_1.gguf}
 [ -f "$MODEL" ] || { echo "SKIP: the default model is not cached ($MODEL); run tools/setup.sh first"; exit 77; }
 command -v script >/dev/null || { echo "SKIP: script(1) is not installed"; exit 77; }
-PORT=$((20000 + RANDOM % 20000))
-
-wait_health() { # wait_health PID: 0 once /health is 200, 1 if the server exits first
-  for _ in $(seq 600); do
-    curl -sf "http://127.0.0.1:$PORT/health" >/dev/null && return 0
-    kill -0 "$1" 2>/dev/null || return 1
-    sleep 0.1
-  done
-  return 1
-}
-
 # on a pty
-script -qec "exec $STRAIT run -m $MODEL --host 127.0.0.1 --port $PORT -t 1" "$TMP/tty.log" >/dev/null 2>&1 &
+script -qefc "exec $STRAIT run -m $MODEL --host 127.0.0.1 --port 0 -t 1" "$TMP/tty.log" >/dev/null 2>&1 &
 pid=$!
 PIDS+=($pid)
-if wait_health "$pid"; then ok; else bad "strait run on a pty never became healthy: $(tail -5 "$TMP/tty.log")"; fi
-kill -INT $(pgrep -f "run -m $MODEL --host 127.0.0.1 --port $PORT") 2>/dev/null
+port=$(api_port "$TMP/tty.log" $pid)
+if [ -n "$port" ] && curl -sf "http://127.0.0.1:$port/health" >/dev/null; then ok; else
+  bad "strait run on a pty never became healthy: $(tail -5 "$TMP/tty.log")"; fi
+kill -INT $(pgrep -f "run -m $MODEL --host 127.0.0.1 --port 0") 2>/dev/null
 wait "$pid"
 tr '\r' '\n' <"$TMP/tty.log" >"$TMP/tty.txt"
 grep -aq "loading weights \[#*\] 100%" "$TMP/tty.txt" && ok || bad "no progress bar reaching 100% on a terminal: $(head -c 600 "$TMP/tty.txt")"
@@ -35,11 +26,12 @@ read_in=$(sed -n 's/.*weights read in: \([0-9.]*\) MB in .*/\1/p' "$TMP/tty.txt"
 [ -n "$loaded" ] && [ "$loaded" = "$read_in" ] && ok || bad "read in '$read_in' MB, the model binds '$loaded' MB"
 
 # not a terminal
-PORT=$((PORT + 1))
-"$STRAIT" run -m "$MODEL" --host 127.0.0.1 --port "$PORT" -t 1 2>"$TMP/plain.log" &
+"$STRAIT" run -m "$MODEL" --host 127.0.0.1 --port 0 -t 1 2>"$TMP/plain.log" &
 pid=$!
 PIDS+=($pid)
-if wait_health "$pid"; then ok; else bad "strait run never became healthy: $(tail -5 "$TMP/plain.log")"; fi
+port=$(api_port "$TMP/plain.log" $pid)
+if [ -n "$port" ] && curl -sf "http://127.0.0.1:$port/health" >/dev/null; then ok; else
+  bad "strait run never became healthy: $(tail -5 "$TMP/plain.log")"; fi
 kill -INT "$pid"
 wait "$pid"
 grep -q "loading weights \[" "$TMP/plain.log" && bad "a progress bar in a log file" || ok

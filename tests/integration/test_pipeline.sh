@@ -19,19 +19,6 @@ PY=python3
 . "$(dirname "$0")/../lib_model.sh" # PROMPTS, complete_all, model_layers
 MAXTOK=24
 
-# Wait for "listening on http://127.0.0.1:PORT" in $1 from pid $2; echo the port.
-api_port() {
-  local port=
-  for _ in $(seq 900); do
-    port=$(sed -n 's|.*listening on http://127\.0\.0\.1:\([0-9]*\).*|\1|p' "$1")
-    [ -n "$port" ] && break
-    kill -0 "$2" 2>/dev/null || break
-    sleep 0.1
-  done
-  echo "$port"
-}
-
-
 N_LAYERS=$(model_layers) || exit 1
 CUT=$((N_LAYERS / 2))
 COMMON=(-t 1 --kv-blocks 256 --ctx 2048 --max-batch-size 8)

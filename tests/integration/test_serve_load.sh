@@ -13,6 +13,7 @@ MODEL=${ST_TEST_MODEL:-${STRAIT_HOME:-$HOME/.cache/strait}/models/SmolLM2-135M-I
 command -v python3 >/dev/null || { echo "SKIP: python3 is needed to read the JSON lines"; exit 77; }
 command -v curl >/dev/null || { echo "SKIP: curl is not installed"; exit 77; }
 TMP=$(mktemp -d)
+. "$(dirname "$0")/../lib_wait.sh" # wait_log, api_port
 SRV=
 cleanup() {
   [ -n "$SRV" ] && kill -KILL "$SRV" 2>/dev/null
@@ -73,13 +74,7 @@ KEY=load-key-$$
 "$STRAIT" run -m "$MODEL" --host 127.0.0.1 --port 0 --kv-cache-memory 268435456 --ctx 2048 --api-key "$KEY" \
   >"$TMP/server.log" 2>&1 &
 SRV=$!
-PORT=
-for _ in $(seq 600); do
-  PORT=$(sed -n 's|.*listening on http://127\.0\.0\.1:\([0-9]*\).*|\1|p' "$TMP/server.log")
-  [ -n "$PORT" ] && break
-  kill -0 "$SRV" 2>/dev/null || break
-  sleep 0.1
-done
+PORT=$(api_port "$TMP/server.log" $SRV)
 [ -n "$PORT" ] || { echo "FAIL: strait run did not start:"; cat "$TMP/server.log"; exit 1; }
 U=http://127.0.0.1:$PORT
 for _ in $(seq 300); do

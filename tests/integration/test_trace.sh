@@ -24,6 +24,7 @@ MODEL=${ST_TEST_MODEL:-${STRAIT_HOME:-$HOME/.cache/strait}/models/SmolLM2-135M-I
 command -v python3 >/dev/null || { echo "SKIP: python3 is not installed"; exit 77; }
 
 TMP=$(mktemp -d)
+. "$(dirname "$0")/../lib_wait.sh" # wait_log, api_port
 SRV=
 cleanup() {
   [ -n "$SRV" ] && kill -KILL "$SRV" 2>/dev/null
@@ -35,13 +36,7 @@ KEY=trace-key-$$
 STRAIT_TRACE_SAMPLE=1 STRAIT_TRACE_FILE="$TMP/all.json" "$STRAIT" run -m "$MODEL" --host 127.0.0.1 --port 0 \
   --kv-cache-memory 268435456 --ctx 2048 --api-key "$KEY" --shutdown-grace-ms 0 >"$TMP/server.log" 2>&1 &
 SRV=$!
-PORT=
-for _ in $(seq 600); do # up to 60 s for the listening line
-  PORT=$(sed -n 's|.*listening on http://127\.0\.0\.1:\([0-9]*\).*|\1|p' "$TMP/server.log")
-  [ -n "$PORT" ] && break
-  kill -0 "$SRV" 2>/dev/null || break
-  sleep 0.1
-done
+PORT=$(api_port "$TMP/server.log" $SRV)
 if [ -z "$PORT" ]; then
   echo "FAIL: strait run did not start listening:"
   cat "$TMP/server.log"

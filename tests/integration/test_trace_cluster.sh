@@ -40,7 +40,7 @@ TOKEN=trace-cluster-$$-$RANDOM
 SCHED=$!
 PIDS+=($SCHED)
 CTL=$(wait_log "$TMP/sched.log" $SCHED 's|.*strait join -s \([^ ]*\).*|\1|p')
-PORT=$(wait_log "$TMP/sched.log" $SCHED 's|.*listening on http://127\.0\.0\.1:\([0-9]*\).*|\1|p')
+PORT=$(api_port "$TMP/sched.log" $SCHED)
 if [ -z "$CTL" ] || [ -z "$PORT" ]; then
   echo "FAIL: the scheduler did not start:"; cat "$TMP/sched.log"; exit 1
 fi
