@@ -20,6 +20,35 @@ wait_serving() {
   return 1
 }
 
+# start_cluster NAME [SCHEDULER_ARGS...]: `strait run -n 2` on loopback (plus
+# SCHEDULER_ARGS), then two `strait join` holding [0, CUT) and [CUT, N_LAYERS);
+# returns once a pipeline serves, with SCHED (the scheduler's pid), CTL (its
+# cluster address) and PORT (its API port) set; a FAIL and exit 1 otherwise.
+# Reads STRAIT, MODEL, TMP, CUT, N_LAYERS; adds every process to PIDS.
+start_cluster() {
+  local name=$1 i range
+  shift
+  local token=$name-$$-$RANDOM
+  "$STRAIT" run -m "$MODEL" -n 2 --cluster-token "$token" --cluster-port 0 --cluster-host 127.0.0.1 \
+    --host 127.0.0.1 --port 0 -t 1 --kv-cache-memory 67108864 --ctx 2048 "$@" >"$TMP/sched.log" 2>&1 &
+  SCHED=$!
+  PIDS+=($SCHED)
+  CTL=$(wait_log "$TMP/sched.log" $SCHED 's|.*strait join -s \([^ ]*\).*|\1|p')
+  PORT=$(api_port "$TMP/sched.log" $SCHED)
+  if [ -z "$CTL" ] || [ -z "$PORT" ]; then
+    echo "FAIL: the scheduler did not start:"; cat "$TMP/sched.log"; exit 1
+  fi
+  for i in 1 2; do
+    if [ $i = 1 ]; then range=(--start-layer 0 --end-layer $CUT); else range=(--start-layer $CUT --end-layer $N_LAYERS); fi
+    "$STRAIT" join -s "$CTL" --cluster-token "$token" --port 0 --name "$name$i" --key-file "$TMP/node$i.key" \
+      -t 1 "${range[@]}" >"$TMP/node$i.log" 2>&1 &
+    PIDS+=($!)
+  done
+  if ! wait_serving "http://127.0.0.1:$PORT" 180 $SCHED; then
+    echo "FAIL: no pipeline became ready"; tail -20 "$TMP/sched.log" "$TMP/node1.log" "$TMP/node2.log"; exit 1
+  fi
+}
+
 # stream_all URL OUT: every prompt at once, streamed (SSE), temperature 0.
 # OUT.N.txt gets the concatenated text of prompt N when its stream ended with
 # [DONE] and had no error, else OUT.N.err explains.

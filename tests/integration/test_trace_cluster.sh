@@ -33,26 +33,7 @@ trap cleanup EXIT
 N_LAYERS=$(model_layers) || exit 1
 CUT=$((N_LAYERS / 2))
 
-TOKEN=trace-cluster-$$-$RANDOM
-"$STRAIT" run -m "$MODEL" -n 2 --trace-sample 1 --cluster-token "$TOKEN" --cluster-port 0 \
-  --cluster-host 127.0.0.1 --host 127.0.0.1 --port 0 -t 1 --kv-cache-memory 67108864 --ctx 2048 \
-  >"$TMP/sched.log" 2>&1 &
-SCHED=$!
-PIDS+=($SCHED)
-CTL=$(wait_log "$TMP/sched.log" $SCHED 's|.*strait join -s \([^ ]*\).*|\1|p')
-PORT=$(api_port "$TMP/sched.log" $SCHED)
-if [ -z "$CTL" ] || [ -z "$PORT" ]; then
-  echo "FAIL: the scheduler did not start:"; cat "$TMP/sched.log"; exit 1
-fi
-for i in 1 2; do
-  if [ $i = 1 ]; then range=(--start-layer 0 --end-layer $CUT); else range=(--start-layer $CUT --end-layer $N_LAYERS); fi
-  "$STRAIT" join -s "$CTL" --cluster-token "$TOKEN" --port 0 --name tnode$i --key-file "$TMP/node$i.key" \
-    -t 1 "${range[@]}" >"$TMP/node$i.log" 2>&1 &
-  PIDS+=($!)
-done
-if ! wait_serving "http://127.0.0.1:$PORT" 180 $SCHED; then
-  echo "FAIL: no pipeline became ready"; tail -20 "$TMP/sched.log" "$TMP/node1.log" "$TMP/node2.log"; exit 1
-fi
+start_cluster tnode --trace-sample 1
 
 PORT=$PORT python3 - <<'PYEOF'
 import http.client, json, os, sys, time
