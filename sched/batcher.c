@@ -154,14 +154,12 @@ static void abort_all(st_batcher *b)
     pthread_mutex_unlock(&b->mu);
     while (b->n_running) {
         seq *s = b->running[b->n_running - 1];
-        sched_trace_end(s, ST_FINISH_ABORT);
         seq_emit_final(b, s, ST_FINISH_ABORT, NULL);
         sched_retire(b, s);
         b->st.requests_aborted++;
     }
     while (b->waiting.head) {
         seq *s = b->waiting.head;
-        sched_trace_end(s, ST_FINISH_ABORT);
         seq_emit_final(b, s, ST_FINISH_ABORT, NULL);
         sched_retire(b, s);
         b->st.requests_aborted++;

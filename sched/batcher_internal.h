@@ -114,9 +114,14 @@ seq *seq_new(st_batcher *b, const st_request *r, uint64_t id);
 void seq_delete(st_batcher *b, seq *s);
 /* The sequence sampled `token` (logprob: chosen token's; top: n_top
  * alternatives). Appends it, decides whether the request is finished,
- * streams the now-final text. Returns the finish reason (NONE: continue). */
+ * streams the now-final text; a traced request gets its detokenized span
+ * (from t_sampled, ns) before the event leaves. Returns the finish reason
+ * (NONE: continue).
+ * Every final event (here or from seq_emit_final) is preceded by the
+ * request's last trace record (sched_trace_end), so a client that has its
+ * whole answer finds the whole trace. */
 st_finish_reason seq_on_token(st_batcher *b, seq *s, int32_t token, float logprob, const st_token_logprob *top,
-                              int n_top);
+                              int n_top, uint64_t t_sampled);
 /* Send the final event for a sequence ending without a token (abort/error). */
 void seq_emit_final(st_batcher *b, seq *s, st_finish_reason why, const char *error);
 /* Top n alternatives of a logits row (n_vocab,) as log-probabilities. */

@@ -97,7 +97,6 @@ static void drain_inbox(st_batcher *b)
             s->aborted = 1;
             continue;
         }
-        sched_trace_end(s, ST_FINISH_ABORT);
         seq_emit_final(b, s, ST_FINISH_ABORT, NULL);
         sched_retire(b, s);
         b->st.requests_aborted++;
@@ -155,7 +154,6 @@ static int schedule(st_batcher *b, int max_seqs)
         int hit = s->kv.n_blocks ? 0 : st_kv_seq_match_prefix(b->kb, &s->kv, s->tokens, s->n_tokens);
         int rows = ST_MIN(s->n_tokens - s->kv.n_committed, budget);
         if (rows <= 0) { /* a prefix hit must leave the last token to compute: never loop on it */
-            sched_trace_end(s, ST_FINISH_ERROR);
             seq_emit_final(b, s, ST_FINISH_ERROR, "batcher: prefix cache covered the whole text");
             sched_retire(b, s);
             b->st.requests_finished++;
@@ -238,7 +236,6 @@ static int land(st_batcher *b, seq *s)
     s->batch_idx = -1;
     if (!s->aborted)
         return 0;
-    sched_trace_end(s, ST_FINISH_ABORT);
     seq_emit_final(b, s, ST_FINISH_ABORT, NULL);
     sched_retire(b, s);
     b->st.requests_aborted++;
@@ -276,18 +273,14 @@ static void finish_batch(st_batcher *b, inflight *f, uint64_t t0, uint64_t t1)
         uint64_t td = s->trace_id ? st_now_ns() : 0;
         st_trace_span(s->trace_id, ST_TK_SAMPLED, ts, td, 1, 0);
         if (tok < 0) {
-            sched_trace_end(s, ST_FINISH_ERROR);
             seq_emit_final(b, s, ST_FINISH_ERROR, st_errmsg());
             sched_retire(b, s);
             b->st.requests_finished++;
             continue;
         }
         b->st.generated_tokens++;
-        st_finish_reason fin = seq_on_token(b, s, tok, lp, top, n_top);
-        if (s->trace_id)
-            st_trace_span(s->trace_id, ST_TK_DETOKENIZED, td, st_now_ns(), 1, 0);
+        st_finish_reason fin = seq_on_token(b, s, tok, lp, top, n_top, td);
         if (fin != ST_FINISH_NONE) {
-            sched_trace_end(s, fin);
             sched_retire(b, s);
             b->st.requests_finished++;
         }
@@ -305,7 +298,6 @@ static void fail_batch(st_batcher *b, inflight *f)
         seq *s = f->seqs[k];
         if (land(b, s))
             continue;
-        sched_trace_end(s, ST_FINISH_ERROR);
         seq_emit_final(b, s, ST_FINISH_ERROR, msg);
         sched_retire(b, s);
         b->st.requests_finished++;

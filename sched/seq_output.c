@@ -178,6 +178,8 @@ int logits_top(const float *logits, int n_vocab, int n, st_token_logprob *out)
 static void emit(st_batcher *b, seq *s, int32_t token, float logprob, const st_token_logprob *top, int n_top,
                  size_t n_text, st_finish_reason why, const char *error)
 {
+    if (why != ST_FINISH_NONE)
+        sched_trace_end(s, why); /* before the client can have its whole answer */
     if (s->req.cb) {
         st_batcher_event ev = {.id = s->id,
                                .token = token,
@@ -227,7 +229,7 @@ static int is_stop_token(const st_batcher *b, const seq *s, int32_t t)
 }
 
 st_finish_reason seq_on_token(st_batcher *b, seq *s, int32_t token, float logprob, const st_token_logprob *top,
-                              int n_top)
+                              int n_top, uint64_t t_sampled)
 {
     if (s->n_tokens == s->cap_tokens) {
         s->cap_tokens *= 2;
@@ -250,6 +252,7 @@ st_finish_reason seq_on_token(st_batcher *b, seq *s, int32_t token, float logpro
         long at = stop_match(s);
         if (at >= 0) {
             s->n_held = (size_t)at; /* the stop string and anything after it are dropped */
+            st_trace_span(s->trace_id, ST_TK_DETOKENIZED, t_sampled, s->trace_id ? st_now_ns() : 0, 1, 0);
             emit(b, s, token, logprob, top, n_top, s->n_held, ST_FINISH_STOP, NULL);
             return ST_FINISH_STOP;
         }
@@ -268,6 +271,7 @@ st_finish_reason seq_on_token(st_batcher *b, seq *s, int32_t token, float logpro
     } else {
         n_text = s->n_held - stop_pending(s);
     }
+    st_trace_span(s->trace_id, ST_TK_DETOKENIZED, t_sampled, s->trace_id ? st_now_ns() : 0, 1, 0);
     emit(b, s, token, logprob, top, n_top, n_text, why, NULL);
     return why;
 }
