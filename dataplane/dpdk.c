@@ -308,12 +308,7 @@ static int dp_progress(st_link *k)
     uint64_t now = st_now_ns();
     struct rte_mbuf *rx[BURST];
     d->acked_now = 0;
-    /* memif: when the peer leaves, the driver's control thread disconnects and
-     * unmaps the shared rings while this thread may be bursting on them; stop
-     * touching the port once its link is down (the peer is gone for good: a
-     * memif link never comes back to the same connection). This narrows, but
-     * cannot close, the window of that race inside the driver. */
-    if (d->port.peer_rings && !st_dpdk_port_up(&d->port))
+    if (st_dpdk_rings_gone(&d->port)) /* the memif peer left (see dpdk_impl.h) */
         return st_link_fail(k, ST_ECONN, "the memif peer detached");
     int rc = ST_OK;
     for (int rounds = 0; rounds < 8 && !rc; rounds++) {

@@ -45,6 +45,8 @@ static void linger(dp_link *d)
 {
     uint64_t t0 = st_now_ns(), last = 0;
     for (uint64_t now = t0; now - t0 < 100000000ull; now = st_now_ns()) {
+        if (st_dpdk_rings_gone(&d->port)) /* the peer left first: nothing to wait for */
+            return;
         if (now - last > 10000000ull) {
             st_dpdk_say_bye(d, 1);
             last = now;

@@ -35,6 +35,13 @@ void st_dpdk_port_close(st_dpdk_port *p);
 int st_dpdk_port_check(const char *addr, int listening);
 /* 1 when the port's link is up (memif: the peer is attached). */
 int st_dpdk_port_up(const st_dpdk_port *p);
+/* memif: when the peer leaves, the driver's control thread disconnects and
+ * unmaps the shared rings while a polling thread may be bursting on them.
+ * Every burst loop checks this first and stops touching the port once its
+ * link is down (a memif link never comes back to the same connection).
+ * This narrows, but cannot close, the window of that race inside the
+ * driver. 1: the shared rings are gone or going. */
+static inline int st_dpdk_rings_gone(const st_dpdk_port *p) { return p->peer_rings && !st_dpdk_port_up(p); }
 
 /* Addresses from the configuration (network byte order for IPs). */
 uint32_t st_dpdk_local_ip(int listening);
