@@ -37,7 +37,9 @@
 #include <rte_dev.h>
 #include <rte_eal.h>
 #include <rte_errno.h>
+#include <rte_alarm.h>
 #include <rte_ethdev.h>
+#include <rte_interrupts.h>
 #include <rte_lcore.h>
 #include <rte_mbuf.h>
 #endif
@@ -422,28 +424,106 @@ static pthread_mutex_t port_lock = PTHREAD_MUTEX_INITIALIZER;
 static int port_open(const char *addr, int listening, st_dpdk_port *p);
 static void port_close(st_dpdk_port *p);
 
+/* Port control (probe, configure, start, stop, remove) runs on the EAL's
+ * interrupt thread. A PMD's control plane lives on that thread -- memif's
+ * socket handlers answer the peer's hello, rings and disconnect there --
+ * and DPDK 22.11's memif does not lock against a stop from another thread:
+ * a peer's disconnect handled there while this process stops the same
+ * port here freed the port's regions twice (a heap crash seconds later).
+ * Run on that thread, every control step is serialized with the driver's
+ * own. The caller waits on a condition variable for the result; the
+ * error text (thread-local) is carried back. */
+typedef struct ctl_call {
+    int (*fn)(void *);
+    void *arg;
+    int rc, done;
+    char err[1024];
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+} ctl_call;
+
+static void ctl_run(void *arg)
+{
+    ctl_call *c = arg;
+    int rc = c->fn(c->arg);
+    snprintf(c->err, sizeof c->err, "%s", rc ? st_errmsg() : "");
+    pthread_mutex_lock(&c->mu);
+    c->rc = rc;
+    c->done = 1;
+    pthread_cond_signal(&c->cv);
+    pthread_mutex_unlock(&c->mu);
+}
+
+static int on_ctl_thread(int (*fn)(void *), void *arg)
+{
+    if (rte_thread_is_intr())
+        return fn(arg);
+    ctl_call c = {.fn = fn, .arg = arg};
+    pthread_mutex_init(&c.mu, NULL);
+    pthread_cond_init(&c.cv, NULL);
+    int rc = rte_eal_alarm_set(1, ctl_run, &c);
+    if (rc == 0) {
+        pthread_mutex_lock(&c.mu);
+        while (!c.done)
+            pthread_cond_wait(&c.cv, &c.mu);
+        pthread_mutex_unlock(&c.mu);
+        rc = c.rc;
+        if (rc)
+            st_err(rc, "%s", c.err);
+    } else {
+        /* no alarm (it cannot fail once the EAL runs, short of memory):
+         * the step runs here, as without the interrupt thread */
+        rc = fn(arg);
+    }
+    pthread_cond_destroy(&c.cv);
+    pthread_mutex_destroy(&c.mu);
+    return rc;
+}
+
+typedef struct open_args {
+    const char *addr;
+    int listening;
+    st_dpdk_port *p;
+} open_args;
+
+static int open_step(void *arg)
+{
+    open_args *a = arg;
+    return port_open(a->addr, a->listening, a->p);
+}
+
+static int close_step(void *arg)
+{
+    port_close(arg);
+    return ST_OK;
+}
+
 int st_dpdk_port_open(const char *addr, int listening, st_dpdk_port *p)
 {
+    memset(p, 0, sizeof *p);
     pthread_mutex_lock(&port_lock);
-    int rc = port_open(addr, listening, p);
+    int rc = eal_start(addr);
+    if (rc == ST_OK) {
+        open_args a = {addr, listening, p};
+        rc = on_ctl_thread(open_step, &a);
+    }
     pthread_mutex_unlock(&port_lock);
     return rc;
 }
 
 void st_dpdk_port_close(st_dpdk_port *p)
 {
+    if (!p->name[0])
+        return;
     pthread_mutex_lock(&port_lock);
-    port_close(p);
+    on_ctl_thread(close_step, p);
     pthread_mutex_unlock(&port_lock);
 }
 
 static int port_open(const char *addr, int listening, st_dpdk_port *p)
 {
     static int counter;
-    memset(p, 0, sizeof *p);
-    int rc = eal_start(addr);
-    if (rc)
-        return rc;
+    int rc;
     for (int i = 0; keep_port(addr, listening) && i < KEPT_MAX; i++)
         if (kept[i].port.name[0] && !strcmp(kept[i].addr, addr)) {
             if ((rc = rte_eth_dev_start(kept[i].port.id)) != 0)
