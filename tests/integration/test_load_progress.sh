@@ -17,7 +17,8 @@ PIDS+=($pid)
 port=$(api_port "$TMP/tty.log" $pid)
 if [ -n "$port" ] && curl -sf "http://127.0.0.1:$port/health" >/dev/null; then ok; else
   bad "strait run on a pty never became healthy: $(tail -5 "$TMP/tty.log")"; fi
-kill -INT $(pgrep -f "run -m $MODEL --host 127.0.0.1 --port 0") 2>/dev/null
+# SIGINT to script(1)'s child only: a pattern match would reach other tests' servers
+kill -INT $(pgrep -P "$pid") 2>/dev/null
 wait "$pid"
 tr '\r' '\n' <"$TMP/tty.log" >"$TMP/tty.txt"
 grep -aq "loading weights \[#*\] 100%" "$TMP/tty.txt" && ok || bad "no progress bar reaching 100% on a terminal: $(head -c 600 "$TMP/tty.txt")"

@@ -157,7 +157,8 @@ IDS=$(cat "$TMP/ids")
 # the overhead benchmark and the report
 "$STRAIT" bench serve --url "http://127.0.0.1:$PORT" --api-key "$KEY" --num-requests 4 --max-concurrency 2 \
   --input-len 16 --output-len 8 --warmup 0 --seed 7 --trace --trace-out "$TMP/bench-trace.json" \
-  --report "$TMP/report.html" --json >"$TMP/bench.out" 2>&1 || { echo "FAIL: bench serve --trace"; cat "$TMP/bench.out"; exit 1; }
+  --report "$TMP/report.html" --json >"$TMP/bench.out" 2>&1 || {
+  echo "FAIL: bench serve --trace"; cat "$TMP/bench.out"; echo "server log:"; tail -30 "$TMP/server.log"; exit 1; }
 python3 - "$TMP/bench.out" "$TMP/bench-trace.json" <<'EOF'
 import json, sys
 lines = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
