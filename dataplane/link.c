@@ -107,6 +107,7 @@ void st_link_base_free(st_link *k)
         free(st_sq_at(k, seq)->owned);
     free(k->resv);
     free(k->sq);
+    explicit_bzero(k->opts.key, sizeof k->opts.key); /* the key does not outlive the link in freed memory */
 }
 
 int st_link_fail(st_link *k, int code, const char *fmt, ...)
@@ -144,6 +145,11 @@ static int endpoint_prepare(const char *transport, const char *addr, const st_li
         return rc;
     if (!addr || !*addr)
         return st_err(ST_EINVAL, "%s: empty %s address", (*ops)->name, what);
+    /* a key must never be dropped silently: a transport without the
+     * handshake refuses it instead of running unauthenticated */
+    if (o->has_key && *ops != &st_tcp_ops && *ops != &st_shm_ops)
+        return st_err(ST_ENOTSUP, "%s: link keys are supported on tcp and shm only; %s links cannot be authenticated",
+                      (*ops)->name, (*ops)->name);
     return ST_OK;
 }
 
@@ -157,6 +163,8 @@ int st_listen(const char *transport, const char *addr, const st_link_opts *opts,
 }
 
 const char *st_listener_addr(const st_listener *l) { return l->addr; }
+
+uint64_t st_listener_auth_refused(const st_listener *l) { return l->auth_refused; }
 
 int st_accept(st_listener *l, int timeout_ms, st_link **out)
 {

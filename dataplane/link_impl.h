@@ -42,6 +42,7 @@ struct st_listener {
     const st_transport_ops *ops;
     st_link_opts opts;
     char addr[128];
+    uint64_t auth_refused; /* peers dropped for the link key */
 };
 
 struct st_link {

@@ -49,7 +49,7 @@ void tcp_fill_hello(tcp_link *t, tcp_frame *f, int resume)
 {
     memset(f, 0, sizeof *f);
     f->type = TF_HELLO;
-    f->flags = resume ? TF_HELLO_RESUME : 0;
+    f->flags = (uint8_t)((resume ? TF_HELLO_RESUME : 0) | (t->base.opts.has_key ? TF_HELLO_KEY : 0));
     f->credits = t->base.opts.credits;
     f->seq = t->link_id;
     frame_acks(t, f);

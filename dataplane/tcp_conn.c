@@ -5,7 +5,9 @@
  * A link has a random 64-bit id chosen by the connecting side. On a drop
  * the connector dials again and sends HELLO{id, resume, rcvd, released};
  * the listener finds the link with that id, answers with its own counts,
- * and each side resends from what the other says it has received. */
+ * and each side resends from what the other says it has received. When
+ * the listener has a link key, the HELLO exchange waits for the
+ * challenge/response of tcp_auth.c, on a resume too. */
 #define _GNU_SOURCE
 #include "tcp_impl.h"
 
@@ -147,7 +149,19 @@ static void send_bye(int fd)
     (void)w;
 }
 
-/* One accepted socket: read its HELLO and route it. */
+/* "host:port" of the peer of a connected socket, for log lines. */
+static void peer_name(int fd, char *out, size_t cap)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    char host[64], port[16];
+    if (getpeername(fd, (struct sockaddr *)&ss, &sl) == 0 &&
+        getnameinfo((struct sockaddr *)&ss, sl, host, sizeof host, port, sizeof port,
+                    NI_NUMERICHOST | NI_NUMERICSERV) == 0)
+        snprintf(out, cap, ss.ss_family == AF_INET6 ? "[%s]:%s" : "%s:%s", host, port);
+}
+
+/* One accepted socket: read its HELLO, check the link key, and route it. */
 static void lis_route(tcp_listener *l, int fd)
 {
     tcp_set_sockopts(fd, &l->base.opts);
@@ -156,6 +170,12 @@ static void lis_route(tcp_listener *l, int fd)
     if (tcp_io_full(fd, &h, sizeof h, 0, hs_ms) != ST_OK || !tcp_frame_ok(&h) || h.type != TF_HELLO ||
         h.credits == 0) {
         ST_DEBUG("tcp listener %s: dropped a connection without a valid HELLO", l->base.addr);
+        close(fd);
+        return;
+    }
+    char peer[80] = "?";
+    peer_name(fd, peer, sizeof peer);
+    if (tcp_auth_listen_side(l, fd, &h, peer, hs_ms) != ST_OK) {
         close(fd);
         return;
     }
@@ -281,6 +301,7 @@ static int dial(tcp_link *t, int resume, int timeout_ms)
     tcp_frame hello, reply;
     tcp_fill_hello(t, &hello, resume);
     if ((rc = tcp_io_full(fd, &hello, sizeof hello, 1, timeout_ms)) != ST_OK ||
+        (rc = tcp_auth_connect_side(t, fd, &hello, timeout_ms)) != ST_OK ||
         (rc = tcp_io_full(fd, &reply, sizeof reply, 0, timeout_ms)) != ST_OK) {
         close(fd);
         return rc;
@@ -289,6 +310,11 @@ static int dial(tcp_link *t, int resume, int timeout_ms)
         close(fd);
         t->base.stats.frames_rejected++;
         return st_err(ST_EPROTO, "tcp: %s answered the handshake with garbage", t->addr);
+    }
+    if (reply.type == TF_BYE && (reply.flags & TF_BYE_KEY)) {
+        close(fd);
+        return st_link_fail(&t->base, ST_EPROTO, "%s refused the link: it requires a link key and this end has none",
+                            t->addr);
     }
     if (reply.type == TF_BYE) {
         close(fd);

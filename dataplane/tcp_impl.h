@@ -10,7 +10,11 @@
  *   32 u64 released (messages it has released: credit returns)
  *   40 u32 crc of bytes [0, 40)    44 u32 0
  * Every frame carries rcvd/released, so data piggybacks acknowledgements;
- * ACK and HB frames exist for when no data flows. */
+ * ACK and HB frames exist for when no data flows.
+ *
+ * Link keys (tcp_auth.c): a connector with a key sets TF_HELLO_KEY and
+ * follows its HELLO with AUTH frames; see tcp_auth below. Refusals for the
+ * key are BYE frames with TF_BYE_KEY. */
 #ifndef ST_TCP_IMPL_H
 #define ST_TCP_IMPL_H
 
@@ -21,8 +25,10 @@
 #endif
 
 #define TCP_MAGIC 0x4b4c5453u /* "STLK" */
-enum { TF_DATA = 1, TF_ACK = 2, TF_HB = 3, TF_HELLO = 4, TF_BYE = 5 };
-enum { TF_HELLO_RESUME = 1 };
+enum { TF_DATA = 1, TF_ACK = 2, TF_HB = 3, TF_HELLO = 4, TF_BYE = 5, TF_AUTH = 6 };
+enum { TF_HELLO_RESUME = 1, TF_HELLO_KEY = 2 }; /* HELLO flags */
+enum { TF_BYE_KEY = 1 };                        /* BYE flags: refused for the link key */
+enum { TA_CHALLENGE = 1, TA_PROOF = 2, TA_PROVE = 3 }; /* AUTH flags: the step */
 
 typedef struct tcp_frame {
     uint32_t magic;
@@ -33,6 +39,24 @@ typedef struct tcp_frame {
     uint32_t crc, pad1;
 } tcp_frame;
 _Static_assert(sizeof(tcp_frame) == 48, "tcp frame header is 48 bytes");
+
+/* The link-key handshake, before the listener answers the HELLO (C =
+ * connector, L = listener, Nc/Nl fresh nonces, H = C's 48-byte HELLO):
+ *   C: HELLO{KEY} + AUTH{CHALLENGE, Nc}
+ *   L: AUTH{PROOF, Nl, HMAC(key, "strait/v1/link/listener"  | Nc | Nl | H)}
+ *   C: AUTH{PROVE,     HMAC(key, "strait/v1/link/connector" | Nc | Nl | H)}
+ *   L: HELLO reply (or BYE{KEY}); only now does L look the link id up.
+ * An AUTH frame is a frame header (type TF_AUTH, flags = step, len = 72,
+ * seq = link id) and a fixed 72-byte body checksummed on its own: 120 bytes
+ * in all, never variable. */
+typedef struct tcp_auth {
+    tcp_frame h;
+    uint8_t nonce[32];   /* CHALLENGE, PROOF; zero in PROVE */
+    uint8_t mac[32];     /* PROOF, PROVE; zero in CHALLENGE */
+    uint32_t crc, pad;   /* crc32c of nonce and mac */
+} tcp_auth;
+_Static_assert(sizeof(tcp_auth) == 120, "tcp auth frame is 120 bytes");
+#define TCP_AUTH_BODY (sizeof(tcp_auth) - sizeof(tcp_frame))
 
 typedef struct tcp_listener tcp_listener;
 
@@ -122,5 +146,15 @@ int tcp_io_full(int fd, void *buf, size_t n, int is_write, int timeout_ms);
 void tcp_lis_pump(tcp_listener *l, int wait_ms);
 int tcp_reconnect(tcp_link *t, int timeout_ms);
 void tcp_lis_unref(tcp_listener *l);
+
+/* tcp_auth.c: the link-key handshake above. Both return ST_OK when the
+ * peer proved the key, or neither end has one. Listener: reads the
+ * challenge when the HELLO offers a key; a refusal has been sent, logged
+ * naming `peer` and counted when it fails, and the caller closes fd.
+ * Connector: call right after sending `hello`; a refusal for the key fails
+ * the link (no retry); other errors (timeouts, a lost connection) are
+ * returned for a retry. */
+int tcp_auth_listen_side(tcp_listener *l, int fd, const tcp_frame *hello, const char *peer, int timeout_ms);
+int tcp_auth_connect_side(tcp_link *t, int fd, const tcp_frame *hello, int timeout_ms);
 
 #endif

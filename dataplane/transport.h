@@ -48,9 +48,23 @@ typedef struct st_link_opts {
                               (default 2 x max_msg + 2 MiB); touched lazily */
     uint32_t heartbeat_ms; /* default 100 */
     uint32_t timeout_ms;   /* silent peer -> ST_ECONN (default 3000) */
+    /* Link key (tcp and shm; default: none). With has_key both ends prove
+     * they hold `key` (HMAC-SHA256 challenge/response, fresh nonces each
+     * way, the key never sent) before the link carries anything, on every
+     * connect and every tcp resume. A key on one end only, or different
+     * keys, is refused by both: the connector fails with ST_EPROTO naming
+     * the link key, not retried; the listener drops that peer, counts it
+     * (st_listener_auth_refused) and keeps listening. It authenticates the
+     * peer only: the stream is not encrypted. dpdk and rdma refuse a key
+     * (ST_ENOTSUP) rather than run unauthenticated. */
+    uint8_t key[32];
+    int has_key;
 } st_link_opts;
 
 void st_link_opts_default(st_link_opts *o);
+/* key = HMAC-SHA256(secret, "strait/v1/link"): the link key of everyone who
+ * shares `secret` (a cluster token, the first line of a key file). */
+void st_link_key_from_secret(const char *secret, uint8_t key[32]);
 
 /* One piece of an outgoing message; mr is the registered region holding it
  * (NULL: unregistered memory, which a transport may have to bounce). */
@@ -86,6 +100,9 @@ int st_listen(const char *transport, const char *addr, const st_link_opts *opts,
 const char *st_listener_addr(const st_listener *l);
 /* Wait up to timeout_ms (-1: forever) for a new link. ST_ETIMEDOUT if none. */
 int st_accept(st_listener *l, int timeout_ms, st_link **out);
+/* Peers this listener turned away for the link key (none, wrong, or one
+ * where the listener has none). */
+uint64_t st_listener_auth_refused(const st_listener *l);
 /* Stop accepting. Links already accepted stay usable. */
 void st_listener_close(st_listener *l);
 
