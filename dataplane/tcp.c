@@ -444,6 +444,10 @@ static int tcp_progress(st_link *k)
             return ST_OK;
         }
         k->stats.reconnects++;
+        /* the handshake took time and stamped last_rx_ns after `now`: an
+         * older `now` would make the new connection look silent for ages
+         * (unsigned difference) and drop it at once */
+        now = st_now_ns();
     }
     int rc = rx(t, now);
     if (rc < 0)

@@ -81,11 +81,13 @@ int tcp_auth_listen_side(tcp_listener *l, int fd, const tcp_frame *hello, const 
         st_link_auth_mac(o->key, ST_LINK_LABEL_LISTENER, nc, nl, hello, sizeof *hello, mac) != ST_OK)
         return refuse(l, fd, peer, st_errmsg());
     auth_fill(&a, TA_PROOF, hello->seq, nl, mac);
-    if (tcp_io_full(fd, &a, sizeof a, 1, timeout_ms) != ST_OK)
-        return refuse(l, fd, peer, "it left during the link-key handshake");
-    /* its answer: PROVE, or BYE{KEY} when our proof did not match its key */
-    if (tcp_io_full(fd, &a.h, sizeof a.h, 0, timeout_ms) != ST_OK)
-        return refuse(l, fd, peer, "it left during the link-key handshake");
+    /* its answer: PROVE, or BYE{KEY} when our proof did not match its key.
+     * A peer that just goes away (its own timeout) is not a refusal. */
+    if (tcp_io_full(fd, &a, sizeof a, 1, timeout_ms) != ST_OK ||
+        tcp_io_full(fd, &a.h, sizeof a.h, 0, timeout_ms) != ST_OK) {
+        ST_DEBUG("tcp listener %s: %s left during the link-key handshake", l->base.addr, peer);
+        return ST_ECONN;
+    }
     if (is_key_bye(&a.h))
         return refuse(l, fd, peer, "it holds a different link key (our proof did not match)");
     if (!auth_head_ok(&a.h, TA_PROVE, hello->seq) ||

@@ -213,6 +213,9 @@ static void lis_route(tcp_listener *l, int fd)
     }
     if (tcp_attach(t, fd, &h) != ST_OK)
         close(fd);
+    else
+        ST_DEBUG("tcp listener %s: link %016llx %s from %s", l->base.addr, (unsigned long long)t->link_id,
+                 (h.flags & TF_HELLO_RESUME) ? "resumed" : "accepted", peer);
 }
 
 void tcp_lis_pump(tcp_listener *l, int wait_ms)

@@ -149,8 +149,9 @@ void tcp_lis_unref(tcp_listener *l);
 
 /* tcp_auth.c: the link-key handshake above. Both return ST_OK when the
  * peer proved the key, or neither end has one. Listener: reads the
- * challenge when the HELLO offers a key; a refusal has been sent, logged
- * naming `peer` and counted when it fails, and the caller closes fd.
+ * challenge when the HELLO offers a key; on a refusal it has sent BYE{KEY},
+ * logged naming `peer` and counted (ST_EPROTO); ST_ECONN when the peer left
+ * mid-way. Either way the caller closes fd.
  * Connector: call right after sending `hello`; a refusal for the key fails
  * the link (no retry); other errors (timeouts, a lost connection) are
  * returned for a retry. */
