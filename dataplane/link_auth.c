@@ -23,6 +23,15 @@ void st_link_key_from_secret(const char *secret, uint8_t key[32])
         memset(key, 0, 32); /* cannot happen with a working libcrypto; an all-zero key still differs per end */
 }
 
+void st_link_opts_keyed(st_link_opts *o, const char *transport, const char *secret)
+{
+    st_link_opts_default(o);
+    if (secret && *secret && transport && (!strcmp(transport, "tcp") || !strcmp(transport, "shm"))) {
+        st_link_key_from_secret(secret, o->key);
+        o->has_key = 1;
+    }
+}
+
 int st_link_auth_nonce(uint8_t nonce[ST_LINK_NONCE])
 {
     size_t got = 0;

@@ -65,6 +65,10 @@ void st_link_opts_default(st_link_opts *o);
 /* key = HMAC-SHA256(secret, "strait/v1/link"): the link key of everyone who
  * shares `secret` (a cluster token, the first line of a key file). */
 void st_link_key_from_secret(const char *secret, uint8_t key[32]);
+/* Defaults, plus the key of `secret` when it is non-empty and `transport`
+ * has the handshake (tcp, shm): what a caller holding a shared secret (the
+ * cluster token) uses for every link, whichever transport it picked. */
+void st_link_opts_keyed(st_link_opts *o, const char *transport, const char *secret);
 
 /* One piece of an outgoing message; mr is the registered region holding it
  * (NULL: unregistered memory, which a transport may have to bounce). */

@@ -50,6 +50,10 @@ static const char usage[] =
     "                                    f32, exact; bf16 halves the bytes; int8, one scale per token,\n"
     "                                    about quarters them for slow links and is lossy)\n"
     "      --act-dtype D                 f32 | bf16 | int8: the same choice by dtype name\n"
+    "      --link-key-file F             tcp/shm links prove this secret (the first line of F; env\n"
+    "                                    STRAIT_LINK_KEY gives it directly) before carrying anything;\n"
+    "                                    every stage needs the same one. It authenticates, it does not\n"
+    "                                    encrypt: across the internet use a VPN as well\n"
     "  -t, --threads N                   CPU threads (default: all cores)\n"
     "      --device D                    auto | cpu | cuda | cuda:N (default auto)\n"
     "  head only:\n"
@@ -65,15 +69,45 @@ static const char usage[] =
     "  -h, --help                        this help\n";
 
 enum { O_START = 256, O_END, O_LISTEN, O_NEXT, O_TRANSPORT, O_ACT, O_DEVICE, O_HOST, O_PORT, O_MAXTOK, O_MAXBS,
-       O_KVB, O_CTX, O_NAME, O_COMPRESS, O_INFLIGHT, O_DPDK_ARGS, O_DPDK_PEER, O_DP_CORES, O_DPDK_HUGE };
+       O_KVB, O_CTX, O_NAME, O_COMPRESS, O_INFLIGHT, O_DPDK_ARGS, O_DPDK_PEER, O_DP_CORES, O_DPDK_HUGE,
+       O_LINK_KEY };
+
+/* The link-key secret: the first line of `file`, else $STRAIT_LINK_KEY,
+ * else none (*secret empty). Returns 0, or prints why and returns 2. */
+static int read_link_secret(const char *V, const char *file, char *secret, size_t cap)
+{
+    secret[0] = 0;
+    if (!file) {
+        const char *env = getenv("STRAIT_LINK_KEY");
+        if (env && strlen(env) >= cap)
+            return st_opt_usage_error(V, "STRAIT_LINK_KEY is too long");
+        snprintf(secret, cap, "%s", env ? env : "");
+        return 0;
+    }
+    FILE *f = fopen(file, "r");
+    if (!f) {
+        char why[512];
+        snprintf(why, sizeof why, "--link-key-file %s: cannot open it", file);
+        return st_opt_usage_error(V, why);
+    }
+    int ok = fgets(secret, (int)cap, f) != NULL;
+    fclose(f);
+    secret[strcspn(secret, "\r\n")] = 0;
+    if (!ok || !*secret) {
+        char why[512];
+        snprintf(why, sizeof why, "--link-key-file %s: its first line is empty", file);
+        return st_opt_usage_error(V, why);
+    }
+    return 0;
+}
 
 /* A non-head stage: accept the upstream, connect downstream, serve; again
  * when the upstream leaves, until a signal. */
 static int run_stage(const char *V, st_model *m, st_backend *be, const char *transport, const char *listen,
-                     const char *next)
+                     const char *next, const st_link_opts *lo)
 {
     st_listener *l;
-    int rc = st_listen(transport, listen, NULL, &l);
+    int rc = st_listen(transport, listen, lo, &l);
     if (rc)
         return st_cli_fail(V, rc);
     ST_INFO("stage %d..%d of %d: listening on %s (%s), next %s", m->layer_start, m->layer_end, m->cfg.n_layers,
@@ -85,7 +119,7 @@ static int run_stage(const char *V, st_model *m, st_backend *be, const char *tra
             continue;
         if (rc)
             break;
-        if ((rc = st_connect(transport, next, NULL, 30000, &out))) {
+        if ((rc = st_connect(transport, next, lo, 30000, &out))) {
             ST_ERROR("stage: cannot reach the next stage %s: %s", next, st_errmsg());
             st_link_close(in);
             continue;
@@ -109,9 +143,11 @@ int st_cmd_serve(int argc, char **argv)
         {"port", 1, 0, O_PORT}, {"max-num-tokens-per-batch", 1, 0, O_MAXTOK}, {"max-batch-size", 1, 0, O_MAXBS},
         {"kv-blocks", 1, 0, O_KVB}, {"ctx", 1, 0, O_CTX}, {"max-inflight", 1, 0, O_INFLIGHT}, {"served-model-name", 1, 0, O_NAME},
         {"dpdk-args", 1, 0, O_DPDK_ARGS}, {"dpdk-peer", 1, 0, O_DPDK_PEER}, {"dataplane-cores", 1, 0, O_DP_CORES},
-        {"dpdk-hugepages", 1, 0, O_DPDK_HUGE}, {"verbose", 0, 0, 'v'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0},
+        {"dpdk-hugepages", 1, 0, O_DPDK_HUGE}, {"link-key-file", 1, 0, O_LINK_KEY}, {"verbose", 0, 0, 'v'},
+        {"help", 0, 0, 'h'}, {0, 0, 0, 0},
     };
     const char *V = "serve", *model = NULL, *device = NULL, *listen = NULL, *next = NULL, *transport = "tcp";
+    const char *key_file = NULL;
     st_http_server_config hc = st_cli_api_config_default();
     st_batcher_config bc = st_batcher_config_default();
     bc.max_inflight = 2; /* a pipeline has the head and at least one more stage (a whole model ignores it) */
@@ -153,6 +189,7 @@ int st_cmd_serve(int argc, char **argv)
         case O_DPDK_ARGS: dc.eal_args = optarg, dpdk_set = 1; break;
         case O_DPDK_PEER: dc.peer = optarg, dpdk_set = 1; break;
         case O_DP_CORES: dc.cores = optarg; break;
+        case O_LINK_KEY: key_file = optarg; break;
         case O_DPDK_HUGE: bad = st_opt_int(V, "dpdk-hugepages", optarg, 0, 1 << 20, &dc.hugepages), dpdk_set = 1; break;
         case 'h': fputs(usage, stdout); return 0;
         case ':': return st_cli_missing_value(V, argv, optopt);
@@ -170,6 +207,14 @@ int st_cmd_serve(int argc, char **argv)
         known |= !strcmp(*t, transport);
     if (!known)
         return st_opt_usage_error(V, "--transport must be tcp, shm or dpdk (dpdk: in a build with DPDK)");
+    char secret[1024];
+    if (read_link_secret(V, key_file, secret, sizeof secret))
+        return 2;
+    st_link_opts link_opts;
+    st_link_opts_keyed(&link_opts, transport, secret);
+    if (*secret && !link_opts.has_key)
+        return st_opt_usage_error(V, "a link key (--link-key-file, STRAIT_LINK_KEY) works with --transport tcp or shm only");
+    explicit_bzero(secret, sizeof secret);
     /* the polling cores of every link (and, with DPDK, its EAL lcores) */
     if (dc.cores && st_poller_set_cores(dc.cores) != ST_OK)
         return st_opt_usage_error(V, st_errmsg());
@@ -200,7 +245,7 @@ int st_cmd_serve(int argc, char **argv)
     }
     st_cli_install_stop_signals();
     if (!head) {
-        rc = run_stage(V, m, be, transport, listen, next);
+        rc = run_stage(V, m, be, transport, listen, next, &link_opts);
         st_backend_destroy(be);
         st_model_free(m);
         return rc;
@@ -224,13 +269,13 @@ int st_cmd_serve(int argc, char **argv)
     if (!whole) {
         st_batcher_stats bs;
         st_batcher_get_stats(b, &bs);
-        if ((rc = st_listen(transport, listen, NULL, &back_l))) {
+        if ((rc = st_listen(transport, listen, &link_opts, &back_l))) {
             rc = st_cli_fail(V, rc);
             goto out;
         }
         ST_INFO("head: layers 0..%d of %d, next stage %s, results on %s (%s)", m->layer_end, m->cfg.n_layers, next,
                 st_listener_addr(back_l), transport);
-        if ((rc = st_connect(transport, next, NULL, 60000, &nk)) || (rc = st_accept(back_l, 60000, &bk))) {
+        if ((rc = st_connect(transport, next, &link_opts, 60000, &nk)) || (rc = st_accept(back_l, 60000, &bk))) {
             rc = st_cli_fail(V, rc);
             goto out;
         }

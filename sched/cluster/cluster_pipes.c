@@ -105,13 +105,17 @@ static int open_back(cl_state *cl, cl_pipe *p, const cl_node *last, st_ctl_endpo
         snprintf(ep->transport, sizeof ep->transport, "shm");
         snprintf(ep->addr, sizeof ep->addr, "@strait-sched-%d-p%d-e%llu", (int)getpid(), p->id,
                  (unsigned long long)p->epoch);
-        rc = st_listen("shm", ep->addr, NULL, &p->back_l);
+        st_link_opts o;
+        st_link_opts_keyed(&o, "shm", cl->token);
+        rc = st_listen("shm", ep->addr, &o, &p->back_l);
     } else {
         const char *colon = strrchr(cl->bound, ':');
         char bind[160];
         snprintf(bind, sizeof bind, "%.*s:0", colon ? (int)(colon - cl->bound) : 7, colon ? cl->bound : "0.0.0.0");
         snprintf(ep->transport, sizeof ep->transport, "tcp");
-        rc = st_listen("tcp", bind, NULL, &p->back_l);
+        st_link_opts o;
+        st_link_opts_keyed(&o, "tcp", cl->token); /* every data-plane link proves the cluster token */
+        rc = st_listen("tcp", bind, &o, &p->back_l);
         if (!rc) {
             const char *la = st_listener_addr(p->back_l), *pc = strrchr(la, ':');
             snprintf(ep->addr, sizeof ep->addr, "%s:%s", last->local_host, pc ? pc + 1 : "0");
@@ -308,10 +312,14 @@ static int pipe_start(cl_state *cl, cl_pipe *p)
 {
     uint64_t deadline = st_now_ns() + (uint64_t)START_TIMEOUT_MS * 1000000ull;
     int rc = ST_ETIMEDOUT;
+    st_link_opts o;
+    st_link_opts_keyed(&o, p->first.transport, cl->token);
     while (!p->stop && st_now_ns() < deadline) {
-        rc = st_connect(p->first.transport, p->first.addr, NULL, 2000, &p->next);
+        rc = st_connect(p->first.transport, p->first.addr, &o, 2000, &p->next);
         if (rc == ST_OK)
             break;
+        if (rc == ST_EPROTO && strstr(st_errmsg(), "link key"))
+            break; /* a wrong key does not get better by retrying */
         struct timespec ts = {0, 100 * 1000000L}; /* a refused connect returns at once */
         nanosleep(&ts, NULL);
     }

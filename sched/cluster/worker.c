@@ -117,12 +117,17 @@ static int open_listeners(worker *w)
     char addr[256];
     const char *h = c->host && *c->host ? c->host : "0.0.0.0";
     snprintf(addr, sizeof addr, strchr(h, ':') ? "[%s]:%d" : "%s:%d", h, c->port);
-    int rc = st_listen("tcp", addr, NULL, &w->tcp_l);
+    /* both listeners demand the link key of the cluster token: a peer that
+     * does not hold the token cannot feed this stage activations */
+    st_link_opts o;
+    st_link_opts_keyed(&o, "tcp", c->token);
+    int rc = st_listen("tcp", addr, &o, &w->tcp_l);
     if (rc)
         return st_err(rc, "worker: cannot listen on tcp %s: %s", addr, st_errmsg());
     if (c->shm) {
         snprintf(addr, sizeof addr, "@strait-%.16s-%d", w->id.node_id, (int)getpid());
-        if (st_listen("shm", addr, NULL, &w->shm_l)) {
+        st_link_opts_keyed(&o, "shm", c->token);
+        if (st_listen("shm", addr, &o, &w->shm_l)) {
             ST_WARN("worker: no shared-memory listener (%s); same-host peers use tcp", st_errmsg());
             w->shm_l = NULL;
         }

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <errno.h>
 #include <sys/eventfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/st_common.h"
@@ -90,10 +91,25 @@ static st_link *connect_next(worker_stage *s)
 {
     const st_ctl_endpoint *n = &s->a.next;
     int warned = 0;
+    st_link_opts o;
+    st_link_opts_keyed(&o, n->transport, s->cfg->token);
     while (!s->stop) {
         st_link *out;
-        if (st_connect(n->transport, n->addr, NULL, CONNECT_TRY_MS, &out) == ST_OK)
+        int rc = st_connect(n->transport, n->addr, &o, CONNECT_TRY_MS, &out);
+        if (rc == ST_OK)
             return out;
+        if (rc == ST_EPROTO && strstr(st_errmsg(), "link key")) {
+            /* refused at once, and again on every try: say so loudly, and
+             * ask again only slowly (the scheduler may reassign us) */
+            if (warned++ < 1 || warned % 60 == 0)
+                ST_ERROR("stage %d..%d: the next stage %s %s does not share this cluster's token: %s", s->a.start,
+                         s->a.end, n->transport, n->addr, st_errmsg());
+            for (int i = 0; i < 10 && !s->stop; i++) {
+                struct timespec ts = {0, 100 * 1000000L};
+                nanosleep(&ts, NULL);
+            }
+            continue;
+        }
         if (!warned++)
             ST_WARN("stage %d..%d: cannot reach the next stage %s %s yet: %s (retrying)", s->a.start, s->a.end,
                     n->transport, n->addr, st_errmsg());
