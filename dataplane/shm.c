@@ -66,24 +66,29 @@ typedef struct rec_hdr {
 } rec_hdr;
 _Static_assert(sizeof(rec_hdr) == 64, "record header is one cache line");
 
-/* Handshake messages on the unix socket (C = connector, L = listener):
- *   without keys   C: HELLO (+ the memfd)        L: HELLO (its credits, max_msg)
- *   with keys      C: HELLO{KEY, Nc} (+ memfd)   L: PROOF{Nl, mac}
- *                  C: PROVE{mac}                 L: OK (its credits, max_msg)
- * mac = HMAC-SHA256(key, role label | Nc | Nl | C's HELLO up to its nonce)
- * (link_auth.h). A key on one end only, or a wrong proof, is answered with
- * REFUSED; L maps the memfd only after C has proven the key. */
-enum { HS_HELLO = 1, HS_PROOF = 2, HS_PROVE = 3, HS_OK = 4, HS_REFUSED = 5 };
-#define HS_KEY 1u /* flags: the sender holds a link key */
+/* Handshake on the unix socket (C = connector, L = listener). Every
+ * message starts with a 24-byte hello whose magic says what it is:
+ *   without keys  C: hello{SHM_MAGIC} + the memfd    L: hello{SHM_MAGIC} (its credits, max_msg)
+ *   with keys     C: hello{HS_KEYED} + memfd, proof{Nc}
+ *                 L: hello{HS_PROOF}, proof{Nl, mac}
+ *                 C: hello{HS_PROVE}, proof{mac}     L: hello{SHM_MAGIC} (its credits, max_msg)
+ *   refusal       either side: hello{HS_REFUSED}, credits = 1 when it holds a key
+ * mac = HMAC-SHA256(key, role label | Nc | Nl | C's first hello)
+ * (link_auth.h). L maps the memfd only after C has proven the key. */
+#define HS_KEYED 0x4b485353u   /* "SSHK" */
+#define HS_PROOF 0x50485353u   /* "SSHP" */
+#define HS_PROVE 0x56485353u   /* "SSHV" */
+#define HS_REFUSED 0x58485353u /* "SSHX" */
 
 typedef struct hello {
     uint32_t magic, credits;
     uint64_t area, max_msg;
-    uint32_t step, flags;
+} hello;
+
+typedef struct proof {
     uint8_t nonce[ST_LINK_NONCE];
     uint8_t mac[ST_LINK_MAC];
-} hello;
-#define HELLO_BOUND offsetof(hello, nonce) /* the part of C's HELLO the proofs bind */
+} proof;
 
 typedef struct shm_link {
     st_link base;
@@ -199,64 +204,65 @@ static int wait_fd(int fd, short ev, int timeout_ms)
     return n == 1 ? ST_OK : st_err(ST_ETIMEDOUT, "shm: peer did not answer within %d ms", timeout_ms);
 }
 
-/* Send or receive exactly one handshake message within timeout_ms. */
-static int hs_io(int fd, hello *m, int is_write, int timeout_ms)
+/* Send or receive exactly n handshake bytes within timeout_ms. */
+static int hs_io(int fd, void *buf, size_t n, int is_write, int timeout_ms)
 {
     size_t done = 0;
-    while (done < sizeof *m) {
+    while (done < n) {
         if (wait_fd(fd, is_write ? POLLOUT : POLLIN, timeout_ms) != ST_OK)
             return ST_ETIMEDOUT;
-        ssize_t r = is_write ? send(fd, (uint8_t *)m + done, sizeof *m - done, MSG_NOSIGNAL)
-                             : recv(fd, (uint8_t *)m + done, sizeof *m - done, 0);
+        ssize_t r = is_write ? send(fd, (uint8_t *)buf + done, n - done, MSG_NOSIGNAL)
+                             : recv(fd, (uint8_t *)buf + done, n - done, 0);
         if (r <= 0 && !(r < 0 && errno == EINTR))
             return ST_ECONN;
         if (r > 0)
             done += (size_t)r;
     }
-    return is_write || m->magic == SHM_MAGIC ? ST_OK : ST_EPROTO;
+    return ST_OK;
 }
 
 static void hs_refuse(int fd, const st_link_opts *o)
 {
-    hello r = {.magic = SHM_MAGIC, .step = HS_REFUSED, .flags = o->has_key ? HS_KEY : 0};
-    hs_io(fd, &r, 1, 100);
+    hello r = {.magic = HS_REFUSED, .credits = o->has_key ? 1 : 0};
+    hs_io(fd, &r, sizeof r, 1, 100);
 }
 
 /* Listener's half of the key check (see hello). ST_OK: the peer proved the
- * key, or neither end has one; otherwise it was refused, logged and
- * counted, and the error names why. */
-static int accept_auth(shm_listener *l, int c, const hello *h, const hello *reply)
+ * key, or neither end has one; ST_ECONN: it left mid-way; ST_EPROTO: it
+ * was refused, logged and counted, and the error says why. */
+static int accept_auth(shm_listener *l, int c, const hello *h)
 {
     const st_link_opts *o = &l->base.opts;
-    int offers = (h->flags & HS_KEY) != 0;
+    int offers = h->magic == HS_KEYED;
     const char *why = NULL;
     struct ucred cr = {0};
     socklen_t crl = sizeof cr;
     getsockopt(c, SOL_SOCKET, SO_PEERCRED, &cr, &crl);
+    proof pc, pl;
+    /* read its challenge even when refusing: the refusal should reach it */
+    if (offers && hs_io(c, &pc, sizeof pc, 0, 2000) != ST_OK)
+        return st_err(ST_ECONN, "shm: a peer left during the link-key handshake on %s", l->base.addr);
     if (!offers && !o->has_key)
         return ST_OK;
     if (!offers)
         why = "it has no link key and this listener requires one";
     else if (!o->has_key)
         why = "it has a link key and this listener has none";
+    else if (st_link_auth_nonce(pl.nonce) != ST_OK ||
+             st_link_auth_mac(o->key, ST_LINK_LABEL_LISTENER, pc.nonce, pl.nonce, h, sizeof *h, pl.mac) != ST_OK)
+        why = "cannot compute a proof";
     else {
-        hello m = *reply;
-        m.step = HS_PROOF;
-        m.flags = HS_KEY;
-        if (st_link_auth_nonce(m.nonce) != ST_OK ||
-            st_link_auth_mac(o->key, ST_LINK_LABEL_LISTENER, h->nonce, m.nonce, h, HELLO_BOUND, m.mac) != ST_OK)
-            why = "cannot compute a proof";
-        else {
-            uint8_t nl[ST_LINK_NONCE];
-            memcpy(nl, m.nonce, sizeof nl);
-            if (hs_io(c, &m, 1, 2000) != ST_OK || hs_io(c, &m, 0, 2000) != ST_OK)
-                return st_err(ST_ECONN, "shm: a peer left during the link-key handshake on %s", l->base.addr);
-            if (m.step == HS_REFUSED)
-                why = "it holds a different link key (our proof did not match)";
-            else if (m.step != HS_PROVE ||
-                     !st_link_auth_verify(o->key, ST_LINK_LABEL_CONNECTOR, h->nonce, nl, h, HELLO_BOUND, m.mac))
-                why = "it did not prove the link key (a different key)";
-        }
+        hello m = {.magic = HS_PROOF};
+        proof pv;
+        if (hs_io(c, &m, sizeof m, 1, 2000) != ST_OK || hs_io(c, &pl, sizeof pl, 1, 2000) != ST_OK ||
+            hs_io(c, &m, sizeof m, 0, 2000) != ST_OK ||
+            (m.magic == HS_PROVE && hs_io(c, &pv, sizeof pv, 0, 2000) != ST_OK))
+            return st_err(ST_ECONN, "shm: a peer left during the link-key handshake on %s", l->base.addr);
+        if (m.magic == HS_REFUSED)
+            why = "it holds a different link key (our proof did not match)";
+        else if (m.magic != HS_PROVE ||
+                 !st_link_auth_verify(o->key, ST_LINK_LABEL_CONNECTOR, pc.nonce, pl.nonce, h, sizeof *h, pv.mac))
+            why = "it did not prove the link key (a different key)";
     }
     if (!why)
         return ST_OK;
@@ -291,7 +297,7 @@ static int shm_accept(st_listener *base, int timeout_ms, st_link **out)
      * ring has drained (see tx_room). Larger sends are ST_ERANGE at the
      * sender instead of a failed link. */
     st_link_opts o = base->opts;
-    if (memfd < 0 || h.magic != SHM_MAGIC || h.step != HS_HELLO || h.area < 2 * (64 + 128) ||
+    if (memfd < 0 || (h.magic != SHM_MAGIC && h.magic != HS_KEYED) || h.area < 2 * (64 + 128) ||
         h.area > ((uint64_t)1 << 40) || h.area % 64 || h.credits == 0 || h.max_msg == 0) {
         if (memfd >= 0)
             close(memfd);
@@ -299,8 +305,8 @@ static int shm_accept(st_listener *base, int timeout_ms, st_link **out)
         return st_err(ST_EPROTO, "shm: bad handshake from a connecting peer");
     }
     o.max_msg = ST_MIN(o.max_msg, ST_MIN(h.max_msg, h.area / 2 - 128));
-    hello reply = {.magic = SHM_MAGIC, .credits = o.credits, .area = h.area, .max_msg = o.max_msg, .step = HS_HELLO};
-    int rc = accept_auth(l, c, &h, &reply);
+    hello reply = {SHM_MAGIC, o.credits, h.area, o.max_msg};
+    int rc = accept_auth(l, c, &h);
     if (rc) {
         close(memfd);
         close(c);
@@ -314,9 +320,7 @@ static int shm_accept(st_listener *base, int timeout_ms, st_link **out)
     }
     shm_link *s = link_new(&o, c, mr, h.area, 0);
     s->rx->credits = o.credits;
-    if (o.has_key)
-        reply.step = HS_OK;
-    if (hs_io(c, &reply, 1, 2000) != ST_OK) {
+    if (hs_io(c, &reply, sizeof reply, 1, 2000) != ST_OK) {
         st_link_close(&s->base);
         return st_err(ST_ECONN, "shm: peer left during the handshake");
     }
@@ -324,34 +328,44 @@ static int shm_accept(st_listener *base, int timeout_ms, st_link **out)
     return ST_OK;
 }
 
-/* Connector's half of the key check, after its HELLO went out; leaves the
- * listener's final answer (HELLO or OK, with its credits and max_msg) in
- * *reply. Errors name the address. */
-static int connect_auth(int c, const char *addr, const st_link_opts *o, const hello *h, hello *reply, int ms)
+/* Connector's half (see hello), after its first hello went out; leaves
+ * the listener's final hello (its credits and max_msg) in *reply. Errors
+ * name the address. */
+static int connect_auth(int c, const char *addr, const st_link_opts *o, const hello *h, const proof *pc,
+                        hello *reply, int ms)
 {
-    int rc = hs_io(c, reply, 0, ms);
+    int rc = hs_io(c, reply, sizeof *reply, 0, ms);
     if (rc)
         return st_err(rc, "shm: handshake with %s failed", addr);
-    if (reply->step == HS_REFUSED) {
+    if (reply->magic == HS_REFUSED) {
         if (!o->has_key)
             return st_err(ST_EPROTO, "shm: %s refused the link: it requires a link key and this end has none", addr);
         return st_err(ST_EPROTO, "shm: %s refused the link key (it has none, or a different one)", addr);
     }
-    if (!o->has_key)
-        return reply->step == HS_HELLO ? ST_OK : st_err(ST_EPROTO, "shm: %s answered the handshake with step %u", addr, reply->step);
-    if (reply->step != HS_PROOF ||
-        !st_link_auth_verify(o->key, ST_LINK_LABEL_LISTENER, h->nonce, reply->nonce, h, HELLO_BOUND, reply->mac)) {
-        hs_refuse(c, o);
-        return st_err(ST_EPROTO, "shm: %s: the peer did not prove the link key%s", addr,
-                      reply->step == HS_HELLO ? " (it has none)" : "");
+    if (o->has_key) {
+        proof pl, pv;
+        if (reply->magic != HS_PROOF) {
+            hs_refuse(c, o);
+            return st_err(ST_EPROTO, "shm: %s: the peer did not prove the link key (it has none)", addr);
+        }
+        if ((rc = hs_io(c, &pl, sizeof pl, 0, ms)))
+            return st_err(rc, "shm: handshake with %s failed", addr);
+        if (!st_link_auth_verify(o->key, ST_LINK_LABEL_LISTENER, pc->nonce, pl.nonce, h, sizeof *h, pl.mac)) {
+            hs_refuse(c, o);
+            return st_err(ST_EPROTO, "shm: %s: the peer did not prove the link key (a different key)", addr);
+        }
+        hello m = {.magic = HS_PROVE};
+        memset(&pv, 0, sizeof pv);
+        if ((rc = st_link_auth_mac(o->key, ST_LINK_LABEL_CONNECTOR, pc->nonce, pl.nonce, h, sizeof *h, pv.mac)) ||
+            (rc = hs_io(c, &m, sizeof m, 1, ms)) || (rc = hs_io(c, &pv, sizeof pv, 1, ms)) ||
+            (rc = hs_io(c, reply, sizeof *reply, 0, ms)))
+            return st_err(rc, "shm: handshake with %s failed", addr);
+        if (reply->magic == HS_REFUSED)
+            return st_err(ST_EPROTO, "shm: %s refused the link key (it has a different one)", addr);
     }
-    hello m = {.magic = SHM_MAGIC, .step = HS_PROVE, .flags = HS_KEY};
-    if ((rc = st_link_auth_mac(o->key, ST_LINK_LABEL_CONNECTOR, h->nonce, reply->nonce, h, HELLO_BOUND, m.mac)) ||
-        (rc = hs_io(c, &m, 1, ms)) || (rc = hs_io(c, reply, 0, ms)))
-        return st_err(rc, "shm: handshake with %s failed", addr);
-    if (reply->step == HS_REFUSED)
-        return st_err(ST_EPROTO, "shm: %s refused the link key (it has a different one)", addr);
-    return reply->step == HS_OK ? ST_OK : st_err(ST_EPROTO, "shm: %s answered the handshake with step %u", addr, reply->step);
+    if (reply->magic != SHM_MAGIC || reply->max_msg == 0)
+        return st_err(ST_EPROTO, "shm: %s answered the handshake with garbage", addr);
+    return ST_OK;
 }
 
 static int shm_connect(const char *addr, const st_link_opts *o, int timeout_ms, st_link **out)
@@ -385,9 +399,10 @@ static int shm_connect(const char *addr, const st_link_opts *o, int timeout_ms, 
     }
     shm_link *s = link_new(o, c, mr, area, 1);
     s->rx->credits = o->credits;
-    hello h = {.magic = SHM_MAGIC, .credits = o->credits, .area = area, .max_msg = o->max_msg, .step = HS_HELLO,
-               .flags = o->has_key ? HS_KEY : 0}, reply;
-    if (o->has_key && (rc = st_link_auth_nonce(h.nonce)) != ST_OK) {
+    hello h = {o->has_key ? HS_KEYED : SHM_MAGIC, o->credits, area, o->max_msg}, reply;
+    proof pc;
+    memset(&pc, 0, sizeof pc);
+    if (o->has_key && (rc = st_link_auth_nonce(pc.nonce)) != ST_OK) {
         st_link_close(&s->base);
         return rc;
     }
@@ -400,17 +415,15 @@ static int shm_connect(const char *addr, const st_link_opts *o, int timeout_ms, 
     cm->cmsg_type = SCM_RIGHTS;
     cm->cmsg_len = CMSG_LEN(sizeof(int));
     memcpy(CMSG_DATA(cm), &mr->fd, sizeof(int));
-    if (sendmsg(c, &mh, MSG_NOSIGNAL) != (ssize_t)sizeof h) {
+    int ms = timeout_ms < 0 ? 5000 : timeout_ms;
+    if (sendmsg(c, &mh, MSG_NOSIGNAL) != (ssize_t)sizeof h ||
+        (o->has_key && hs_io(c, &pc, sizeof pc, 1, ms) != ST_OK)) {
         st_link_close(&s->base);
         return st_err(ST_ECONN, "shm: handshake with %s failed", addr);
     }
-    if ((rc = connect_auth(c, addr, o, &h, &reply, timeout_ms < 0 ? 5000 : timeout_ms)) != ST_OK) {
+    if ((rc = connect_auth(c, addr, o, &h, &pc, &reply, ms)) != ST_OK) {
         st_link_close(&s->base); /* closes c too */
         return rc;
-    }
-    if (reply.max_msg == 0) {
-        st_link_close(&s->base);
-        return st_err(ST_EPROTO, "shm: %s agreed to 0-byte messages", addr);
     }
     if (reply.max_msg < s->base.opts.max_msg) /* what the listener agreed to */
         s->base.opts.max_msg = reply.max_msg;
