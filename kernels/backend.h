@@ -121,6 +121,11 @@ typedef struct st_backend_ops {
 
     /* y (n, d) += x (n, d). */
     void (*add)(st_backend *be, float *y, const float *x, int n, int d);
+
+    /* Free bytes of the memory kv_alloc draws from (a GPU's free memory),
+     * for sizing the KV cache as a share of it. NULL: host memory
+     * (MemAvailable). ST_OK or an error naming the query that failed. */
+    int (*mem_available)(st_backend *be, uint64_t *bytes);
 } st_backend_ops;
 
 struct st_backend {

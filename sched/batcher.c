@@ -34,7 +34,7 @@ static int exec_none(void *ctx, const st_sched_batch *sb, float *logits)
                   (unsigned long long)sb->step);
 }
 
-static int kv_capacity(const st_batcher_config *c, const st_model *m, int max_ctx, int *n_blocks)
+static int kv_capacity(const st_batcher_config *c, const st_model *m, st_backend *be, int max_ctx, int *n_blocks)
 {
     const st_model_config *mc = &m->cfg;
     size_t bb = st_kv_block_bytes(mc->n_layers, mc->n_kv_heads, mc->head_dim, 2, c->block_size);
@@ -47,12 +47,14 @@ static int kv_capacity(const st_batcher_config *c, const st_model *m, int max_ct
     if (c->kv_cache_bytes > 0) {
         *n_blocks = st_kv_blocks_for_bytes(c->kv_cache_bytes, bb);
     } else {
-        int rc = st_kv_blocks_for_mem_fraction(c->kv_mem_fraction, bb, n_blocks);
-        if (rc)
+        /* a share of the memory the cache will live in: the device's under cuda */
+        uint64_t avail = 0;
+        int rc = be && be->ops->mem_available ? be->ops->mem_available(be, &avail) : st_mem_available(&avail);
+        if (rc || (rc = st_kv_blocks_for_share(c->kv_mem_fraction, avail, bb, n_blocks)))
             return rc;
         /* more than this is never used at once, with as much again for the prefix cache */
         int64_t useful = 2LL * c->max_batch_size * ((max_ctx + c->block_size - 1) / c->block_size);
-        if (*n_blocks > useful)
+        if (!c->kv_mem_fraction_exact && *n_blocks > useful)
             *n_blocks = (int)ST_MIN(useful, (int64_t)INT32_MAX / 2);
     }
     if (*n_blocks < 1)
@@ -85,7 +87,7 @@ int st_batcher_create(st_model *m, st_backend *be, const st_batcher_config *cfg,
     int max_ctx = m->cfg.ctx_len > 0 ? m->cfg.ctx_len : 4096;
     if (c.max_ctx > 0)
         max_ctx = ST_MIN(max_ctx, c.max_ctx);
-    int n_blocks, rc = kv_capacity(&c, m, max_ctx, &n_blocks);
+    int n_blocks, rc = kv_capacity(&c, m, c.external_exec ? NULL : be, max_ctx, &n_blocks);
     if (rc)
         return rc;
     if ((int64_t)n_blocks * c.block_size < max_ctx)

@@ -129,9 +129,12 @@ typedef struct st_batcher_config {
     /* KV capacity: the first of these that is set wins */
     int n_blocks;                 /* > 0: exactly this many blocks */
     size_t kv_cache_bytes;        /* > 0: as many blocks as fit (--kv-cache-memory) */
-    double kv_mem_fraction;       /* (0, 1]: of MemAvailable (default 0.3), capped at what
-                                     max_batch_size full contexts plus as much again for the
-                                     prefix cache can use */
+    double kv_mem_fraction;       /* (0, 1]: of the free memory the backend's KV cache lives in
+                                     (MemAvailable; a GPU's free memory under cuda) (default
+                                     0.3), capped at what max_batch_size full contexts plus as
+                                     much again for the prefix cache can use */
+    int kv_mem_fraction_exact;    /* 1: kv_mem_fraction was asked for (--kv-cache-fraction):
+                                     taken as given, without that cap */
     int max_ctx;                  /* <= 0: the model's context length; always capped so that one
                                      sequence fits in the whole cache */
     int prefix_cache;             /* 1 (default): share full prompt blocks between requests */

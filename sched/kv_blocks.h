@@ -111,8 +111,9 @@ size_t st_kv_block_bytes(int n_layers, int n_kv_heads, int head_dim, int elem_by
 int st_kv_blocks_for_bytes(size_t bytes, size_t block_bytes);
 /* MemAvailable from /proc/meminfo, in bytes. ST_OK, or ST_EIO/ST_ENOENT. */
 int st_mem_available(uint64_t *bytes);
-/* Blocks for `fraction` (0, 1] of MemAvailable. */
-int st_kv_blocks_for_mem_fraction(double fraction, size_t block_bytes, int *n_blocks);
+/* Blocks for `fraction` (0, 1] of `avail` free bytes (MemAvailable, or a
+ * GPU's free memory: st_backend_ops.mem_available). */
+int st_kv_blocks_for_share(double fraction, uint64_t avail, size_t block_bytes, int *n_blocks);
 
 /* ---- test hooks -------------------------------------------------------------------- */
 /* Keep only the bits of every block hash in mask (0: every block collides),

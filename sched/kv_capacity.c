@@ -48,15 +48,11 @@ int st_mem_available(uint64_t *bytes)
     return found ? ST_OK : st_err(ST_ENOENT, "/proc/meminfo has no MemAvailable line");
 }
 
-int st_kv_blocks_for_mem_fraction(double fraction, size_t block_bytes, int *n_blocks)
+int st_kv_blocks_for_share(double fraction, uint64_t avail, size_t block_bytes, int *n_blocks)
 {
     *n_blocks = 0;
     if (!(fraction > 0.0 && fraction <= 1.0))
         return st_err(ST_EINVAL, "kv cache memory fraction %g is outside (0, 1]", fraction);
-    uint64_t avail;
-    int rc = st_mem_available(&avail);
-    if (rc)
-        return rc;
     *n_blocks = st_kv_blocks_for_bytes((size_t)((double)avail * fraction), block_bytes);
     return ST_OK;
 }

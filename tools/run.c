@@ -41,6 +41,7 @@ static const char usage[] =
     "      --max-batch-size N            sequences running at once (default 16)\n"
     "      --kv-cache-memory BYTES       KV cache size in bytes\n"
     "      --kv-cache-fraction F         KV cache size as a fraction (0, 1] of available memory\n"
+    "                                    (the GPU's free memory with --device cuda)\n"
     "                                    (default without either: 0.3 of it, capped at what\n"
     "                                    --max-batch-size full contexts can use, twice over)\n"
     "      --ctx N                       context length per sequence (default: the model's)\n"
@@ -345,19 +346,9 @@ int st_cmd_run(int argc, char **argv)
         hc.max_body_bytes = (size_t)maxbody;
     if (kvmem)
         bc.kv_cache_bytes = (size_t)kvmem;
-    if (kvfrac > 0) { /* an explicit share is taken as asked, without the default's cap */
-        uint64_t avail = 0;
-        int mrc = st_mem_available(&avail);
-        if (mrc) {
-            free(keys);
-            return st_cli_fail(V, mrc);
-        }
-        bc.kv_cache_bytes = (size_t)((double)avail * kvfrac);
-        if (!bc.kv_cache_bytes) {
-            free(keys);
-            return st_cli_fail(V, st_err(ST_EINVAL, "--kv-cache-fraction %g of %llu available bytes is nothing",
-                                         (double)kvfrac, (unsigned long long)avail));
-        }
+    if (kvfrac > 0) { /* of the memory the cache lives in (the GPU's under cuda), as asked */
+        bc.kv_mem_fraction = kvfrac;
+        bc.kv_mem_fraction_exact = 1;
     }
     hc.api_keys = keys;
     hc.n_api_keys = n_keys;

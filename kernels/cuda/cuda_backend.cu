@@ -444,10 +444,24 @@ void be_matmul(st_backend *be, float *y, const float *x, const st_tensor *W, con
         op_failed("matmul", rc);
 }
 
+/* the device's free memory: the KV cache is allocated there */
+int be_mem_available(st_backend *be, uint64_t *bytes)
+{
+    (void)be;
+    size_t free_b = 0, total_b = 0;
+    cudaError_t e = cudaMemGetInfo(&free_b, &total_b);
+    if (e != cudaSuccess) {
+        *bytes = 0;
+        return st_err(ST_EIO, "cuda: cudaMemGetInfo: %s", cudaGetErrorString(e));
+    }
+    *bytes = free_b;
+    return ST_OK;
+}
+
 const st_backend_ops cuda_ops = {
     "cuda",     be_destroy, be_alloc,   be_free,     be_to_device, be_to_host,  be_sync,    be_kv_alloc,
     be_kv_free, be_embed,   be_rmsnorm, be_matmul,   be_rope,      be_kv_write, be_attention, be_swiglu,
-    be_add,
+    be_add,     be_mem_available,
 };
 
 } // namespace

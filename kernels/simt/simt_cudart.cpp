@@ -90,6 +90,29 @@ cudaError_t cudaMalloc(void **p, size_t bytes)
     return cudaSuccess;
 }
 
+/* The emulated device's memory is the host's: free is MemAvailable (the
+ * emulated allocations are host allocations, already counted there),
+ * total is MemTotal. */
+cudaError_t cudaMemGetInfo(size_t *free_b, size_t *total_b)
+{
+    *free_b = *total_b = 0;
+    FILE *f = fopen("/proc/meminfo", "r");
+    if (!f)
+        return fail(cudaErrorUnknown, "cudaMemGetInfo: cannot read /proc/meminfo");
+    char line[256];
+    unsigned long long kib;
+    while (fgets(line, sizeof line, f)) {
+        if (sscanf(line, "MemAvailable: %llu kB", &kib) == 1)
+            *free_b = (size_t)kib * 1024;
+        else if (sscanf(line, "MemTotal: %llu kB", &kib) == 1)
+            *total_b = (size_t)kib * 1024;
+    }
+    fclose(f);
+    if (!*free_b || !*total_b)
+        return fail(cudaErrorUnknown, "cudaMemGetInfo: /proc/meminfo lacks MemAvailable or MemTotal");
+    return cudaSuccess;
+}
+
 cudaError_t cudaFree(void *p)
 {
     if (!p)

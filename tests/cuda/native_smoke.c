@@ -32,6 +32,9 @@ int main(void)
             be->ops->to_host(be, out, dy, sizeof out);
             for (int i = 0; i < 37; i++)
                 CHECK(out[i] == 1.5f * (float)i);
+            uint64_t free_b = 0; /* what --kv-cache-fraction takes a share of */
+            CHECK(be->ops->mem_available && be->ops->mem_available(be, &free_b) == ST_OK && free_b > 0);
+            fprintf(stderr, "device free memory: %.1f GiB\n", (double)free_b / (1 << 30));
             be->ops->free(be, dx);
             be->ops->free(be, dy);
             st_backend_destroy(be);

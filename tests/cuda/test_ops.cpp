@@ -379,6 +379,22 @@ static void test_no_device()
     CHECKF(strstr(st_errmsg(), "device 3 does not exist") != nullptr, "message: %s", st_errmsg());
 }
 
+/* The KV cache is sized from the memory it will live in: the device's
+ * free memory (the emulator's is the host's MemAvailable), not the
+ * CPU backend's host default (no mem_available op). */
+static void test_mem_available(st_backend *cpu, st_backend *gpu)
+{
+    CHECK(cpu->ops->mem_available == nullptr);
+    CHECK(gpu->ops->mem_available != nullptr);
+    if (!gpu->ops->mem_available)
+        return;
+    uint64_t free_b = 0;
+    CHECK(gpu->ops->mem_available(gpu, &free_b) == ST_OK);
+    CHECKF(free_b > (64ull << 20), "device free memory %llu bytes", (unsigned long long)free_b);
+    size_t f = 0, t = 0;
+    CHECK(cudaMemGetInfo(&f, &t) == cudaSuccess && f <= t && t > 0);
+}
+
 int main()
 {
     st_log_set_level(ST_LOG_WARN);
@@ -411,6 +427,7 @@ int main()
         test_attention(cpu, splitk); /* contexts of 16..36 positions in chunks of 5 */
     }
     test_bad_input(gpu);
+    test_mem_available(cpu, gpu);
     CHECKF(simt::error_count() == 0, "emulation errors: %s", simt::last_error());
     for (weight *w : kept_weights)
         delete w;

@@ -298,10 +298,11 @@ static void test_capacity(void)
     uint64_t avail;
     CHECK(st_mem_available(&avail) == ST_OK && avail > 0);
     int n;
-    CHECK(st_kv_blocks_for_mem_fraction(0.5, 8192, &n) == ST_OK && n > 0);
-    CHECK((uint64_t)n * 8192 <= avail);
-    CHECK(st_kv_blocks_for_mem_fraction(0.0, 8192, &n) == ST_EINVAL);
-    CHECK(st_kv_blocks_for_mem_fraction(1.5, 8192, &n) == ST_EINVAL);
+    CHECK(st_kv_blocks_for_share(0.5, avail, 8192, &n) == ST_OK && n > 0);
+    CHECK((uint64_t)n * 8192 <= avail / 2 && (uint64_t)(n + 1) * 8192 > avail / 2);
+    CHECK(st_kv_blocks_for_share(0.25, 8192 * 40 + 100, 8192, &n) == ST_OK && n == 10);
+    CHECK(st_kv_blocks_for_share(0.0, avail, 8192, &n) == ST_EINVAL);
+    CHECK(st_kv_blocks_for_share(1.5, avail, 8192, &n) == ST_EINVAL);
 }
 
 int main(void)
