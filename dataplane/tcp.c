@@ -430,7 +430,7 @@ static int tcp_progress(st_link *k)
     if (t->fd < 0) {
         if (t->is_client) {
             if (now >= t->retry_ns) {
-                if (tcp_reconnect(t, 50) != ST_OK)
+                if (tcp_reconnect(t, tcp_redial_ms(t)) != ST_OK)
                     t->retry_ns = st_now_ns() + 20000000ull; /* next try in 20 ms */
             }
         } else if (t->lis) {
@@ -561,8 +561,9 @@ static void tcp_close(st_link *k)
 static int tcp_debug_drop(st_link *k)
 {
     tcp_link *t = (tcp_link *)k;
-    if (t->fd >= 0)
-        shutdown(t->fd, SHUT_RDWR); /* both ends see the break on their next I/O */
+    if (t->fd < 0)
+        return ST_EAGAIN; /* already down: nothing to break */
+    shutdown(t->fd, SHUT_RDWR); /* both ends see the break on their next I/O */
     return ST_OK;
 }
 

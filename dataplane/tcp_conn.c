@@ -277,6 +277,7 @@ void tcp_listener_close(st_listener *base)
 /* One attempt: connect, HELLO both ways, attach. */
 static int dial(tcp_link *t, int resume, int timeout_ms)
 {
+    uint64_t t0 = st_now_ns();
     struct addrinfo *res;
     int rc = tcp_resolve(t->addr, 0, &res);
     if (rc)
@@ -327,7 +328,19 @@ static int dial(tcp_link *t, int resume, int timeout_ms)
     rc = tcp_attach(t, fd, &reply);
     if (rc)
         close(fd);
+    else
+        t->dial_ns = ST_MAX(t->dial_ns, st_now_ns() - t0);
     return rc;
+}
+
+/* A redial runs inside st_link_progress, so it is bounded: 50 ms on a
+ * near peer, four handshakes' worth on a far one (across the internet a
+ * handshake is several round trips), never more than half the link's
+ * timeout. */
+int tcp_redial_ms(const tcp_link *t)
+{
+    uint64_t ms = 50 + 4 * t->dial_ns / 1000000ull;
+    return (int)ST_MIN(ms, (uint64_t)ST_MAX(50u, t->base.opts.timeout_ms / 2));
 }
 
 int tcp_reconnect(tcp_link *t, int timeout_ms) { return dial(t, 1, timeout_ms); }

@@ -80,6 +80,8 @@ typedef struct tcp_link {
     struct tcp_link *lis_next;
     uint64_t link_id;
     uint64_t last_rx_ns, last_tx_ns, retry_ns;
+    uint64_t dial_ns;    /* client: the longest successful handshake (connect, key proofs,
+                            HELLOs): a redial may take a few times this (tcp_redial_ms) */
     int lis_in_ep;       /* listener fd is in epfd (server, disconnected) */
 
     /* tx: frames [tx_seq, ...) still to write; tx_off bytes of frame tx_seq done */
@@ -145,6 +147,8 @@ int tcp_io_full(int fd, void *buf, size_t n, int is_write, int timeout_ms);
  * resumes attach to their links, new links queue for st_accept. */
 void tcp_lis_pump(tcp_listener *l, int wait_ms);
 int tcp_reconnect(tcp_link *t, int timeout_ms);
+/* How long a redial inside progress may take, ms (see tcp_conn.c). */
+int tcp_redial_ms(const tcp_link *t);
 void tcp_lis_unref(tcp_listener *l);
 
 /* tcp_auth.c: the link-key handshake above. Both return ST_OK when the

@@ -154,7 +154,9 @@ void st_link_close(st_link *k);
 
 /* ---- test hooks ------------------------------------------------------------------- */
 /* Break the connection as a network fault would (tcp: shut the socket down;
- * the link then reconnects and resumes). ST_ENOTSUP where meaningless. */
+ * the link then reconnects and resumes). ST_EAGAIN when there was no live
+ * connection to break (a reconnect is under way); ST_ENOTSUP where
+ * meaningless. */
 int st_link_debug_drop(st_link *k);
 /* Corrupt the header of the next frame this end sends (its receiver must
  * reject it and fail the link with ST_EPROTO). */
