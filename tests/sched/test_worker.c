@@ -169,9 +169,12 @@ int main(void)
     CHECKF(!strncmp(hw.endpoints[0].addr, "127.0.0.1:", 10) && strcmp(hw.endpoints[0].addr, "127.0.0.1:0"),
            "advertised tcp endpoint %s", hw.endpoints[0].addr);
 
-    /* 3. an assignment: loading, ready; the upstream is accepted and `next` is dialled */
+    /* 3. an assignment: loading, ready; the upstream is accepted and `next` is
+     * dialled, both over links keyed by the cluster token */
+    st_link_opts keyed;
+    st_link_opts_keyed(&keyed, "tcp", "the-right-token");
     st_listener *next_l;
-    CHECK(st_listen("tcp", "127.0.0.1:0", NULL, &next_l) == ST_OK);
+    CHECK(st_listen("tcp", "127.0.0.1:0", &keyed, &next_l) == ST_OK);
     st_ctl_assign a = {.epoch = 7, .pipeline = 0, .stage = 0, .n_stages = 1, .start = 0, .end = 2};
     snprintf(a.model, sizeof a.model, "%.500s", model);
     snprintf(a.next.transport, sizeof a.next.transport, "tcp");
@@ -182,9 +185,13 @@ int main(void)
     free(txt);
     CHECK(!strcmp(state_of(c, 7, NULL, 0), "loading"));
     CHECK(!strcmp(state_of(c, 7, NULL, 0), "ready"));
+    /* an upstream without the token's key is refused, and the node goes on */
+    st_link *stranger = NULL;
+    CHECK(st_connect("tcp", hw.endpoints[0].addr, NULL, 5000, &stranger) == ST_EPROTO);
+    CHECKF(strstr(st_errmsg(), "link key"), "unkeyed upstream: %s", st_errmsg());
     for (int round = 0; round < 2; round++) { /* again after the upstream left */
         st_link *up = NULL, *down = NULL;
-        CHECKF(st_connect("tcp", hw.endpoints[0].addr, NULL, 5000, &up) == ST_OK, "upstream: %s", st_errmsg());
+        CHECKF(st_connect("tcp", hw.endpoints[0].addr, &keyed, 5000, &up) == ST_OK, "upstream: %s", st_errmsg());
         CHECKF(st_accept(next_l, 10000, &down) == ST_OK, "round %d: the node did not dial next", round);
         st_link_close(down);
         st_link_close(up);
