@@ -21,13 +21,7 @@ command -v python3 >/dev/null || { echo "SKIP: python3 is not installed"; exit 7
 "$STRAIT" run --help 2>/dev/null | grep -q -- '--nodes' ||
   { echo "SKIP: this strait run has no --nodes (no cluster scheduler)"; exit 77; }
 
-TMP=$(mktemp -d)
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null; done
-  [ -n "${KEEP_TMP:-}" ] && echo "kept $TMP" || rm -rf "$TMP"
-}
-trap cleanup EXIT
+. "$HERE/../lib.sh" # $TMP, PIDS killed on exit
 . "$HERE/cluster_lib.sh"
 
 N_LAYERS=$(model_layers) || exit 1
