@@ -37,9 +37,6 @@
 #include "kernels/cuda/ops.h"
 
 #include "common/st_common.h"
-extern "C" {
-#include "kernels/cpu/ref.h" /* a C header without its own extern "C" */
-}
 #include "engine/forward.h"
 #include "engine/model.h"
 
@@ -49,15 +46,9 @@ extern "C" {
 #include <vector>
 
 #include "tests/test.h"
+#include "tests/cuda/forward_common.h"
 
 static const double REF_TOL = 0.01, REF_TOL_TF32 = 0.05, CPU_TOL = 0.5, CPU_TOL_FULL = 1.5;
-
-/* The CPU backend's matmul swapped for the double-precision reference. */
-static st_backend_ops ref_ops;
-static void ref_matmul(st_backend *be, float *y, const float *x, const st_tensor *W, const float *bias, int n)
-{
-    st_ref_matmul_f32(y, x, W, bias, n);
-}
 
 /* One backend running the model as one or two stages. */
 struct runner {
@@ -109,32 +100,6 @@ static std::vector<float> runner_step(runner *r, const st_batch *b, const int32_
     std::vector<float> logits((size_t)n_rows * vocab);
     r->be->ops->to_host(r->be, logits.data(), r->fwd[r->n_stages - 1].logits, logits.size() * sizeof(float));
     return logits;
-}
-
-/* Max error in units of the reference row's standard deviation; NaN or inf
- * anywhere counts as infinite. Also checks the argmax agreement. */
-static double row_error(const float *got, const float *ref, int vocab, double tol, bool *top_ok)
-{
-    double mean = 0, var = 0;
-    for (int i = 0; i < vocab; i++)
-        mean += ref[i];
-    mean /= vocab;
-    for (int i = 0; i < vocab; i++)
-        var += (ref[i] - mean) * (ref[i] - mean);
-    const double sd = sqrt(var / vocab) + 1e-6;
-    double worst = 0;
-    int gmax = 0, rmax = 0;
-    for (int i = 0; i < vocab; i++) {
-        const double e = fabs((double)got[i] - (double)ref[i]) / sd;
-        if (!(e <= worst))
-            worst = isfinite(e) ? e : INFINITY;
-        if (got[i] > got[gmax])
-            gmax = i;
-        if (ref[i] > ref[rmax])
-            rmax = i;
-    }
-    *top_ok = (ref[rmax] - ref[gmax]) / sd <= tol;
-    return worst;
 }
 
 int main()
@@ -220,31 +185,15 @@ int main()
     };
     /* the references, once */
     const std::vector<std::vector<float>> cpu_logits = run_all(cpu);
-    const st_backend_ops *cpu_ops = cpu->ops;
-    ref_ops = *cpu_ops;
-    ref_ops.matmul = ref_matmul;
-    cpu->ops = &ref_ops;
-    const std::vector<std::vector<float>> ref_logits = run_all(cpu);
-    cpu->ops = cpu_ops;
+    const std::vector<std::vector<float>> ref_logits = with_ref_matmul(cpu, run_all);
 
-    struct pass {
-        simt::schedule sch;
-        const char *gemm_min_rows; /* ST_CUDA_GEMM_MIN_ROWS, NULL: the backend's rule */
-        const char *what;
-        bool tf32; /* some matmuls take the TF32 GEMM */
-    };
     /* the rule sends none of these small batches to the GEMM for Q4_1 / Q8_0 weights */
-    const pass passes[] = {{simt::SCHED_INORDER, "2", "cuBLAS GEMM for n > 1", true},
+    const forward_pass passes[] = {{simt::SCHED_INORDER, "2", "cuBLAS GEMM for n > 1", true},
                            {simt::SCHED_LOWEST, nullptr, "GEMM-or-matvec rule", false},
                            {simt::SCHED_HIGHEST, "1000000", "matvec only", false}};
-    for (const pass &ps : passes) {
+    for (const forward_pass &ps : passes) {
         const simt::schedule sch = ps.sch;
-        simt::set_schedule(sch, 7);
-        if (ps.gemm_min_rows)
-            setenv("ST_CUDA_GEMM_MIN_ROWS", ps.gemm_min_rows, 1);
-        else
-            unsetenv("ST_CUDA_GEMM_MIN_ROWS");
-        st_backend *gpu = st_backend_cuda_create(0);
+        st_backend *gpu = gpu_for_pass(ps, 7);
         CHECK(gpu != nullptr);
         if (!gpu)
             break;

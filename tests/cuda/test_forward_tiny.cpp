@@ -47,9 +47,6 @@
 #include "kernels/cuda/ops.h"
 
 #include "common/st_common.h"
-extern "C" {
-#include "kernels/cpu/ref.h" /* a C header without its own extern "C" */
-}
 #include "engine/forward.h"
 #include "engine/model.h"
 
@@ -61,6 +58,7 @@ extern "C" {
 #include <vector>
 
 #include "tests/test.h"
+#include "tests/cuda/forward_common.h"
 
 static const double REF_TOL = 1e-3, REF_TOL_TF32 = 0.01, GOLD_TOL = 0.02;
 
@@ -130,12 +128,6 @@ static bool golden_load(const std::string &path, golden *g)
 
 /* ---- one backend running a whole tiny model over the three steps -------- */
 
-static st_backend_ops ref_ops;
-static void ref_matmul(st_backend *, float *y, const float *x, const st_tensor *W, const float *bias, int n)
-{
-    st_ref_matmul_f32(y, x, W, bias, n);
-}
-
 static const int BLOCK = 4, N_BLOCKS = 10, MAX_TOKENS = 17;
 
 struct step {
@@ -185,36 +177,6 @@ static std::vector<std::vector<float>> run_all(st_model *m, st_backend *be, cons
 }
 
 /* ---- comparisons -------------------------------------------------------- */
-
-static int argmax(const float *x, int n)
-{
-    int m = 0;
-    for (int i = 1; i < n; i++)
-        if (x[i] > x[m])
-            m = i;
-    return m;
-}
-
-/* Max |got - ref| in units of ref's standard deviation (NaN/inf: infinite);
- * *top_ok: got's argmax is ref's, or within tol std of it in ref. */
-static double row_error(const float *got, const float *ref, int n, double tol, bool *top_ok)
-{
-    double mean = 0, var = 0, worst = 0;
-    for (int i = 0; i < n; i++)
-        mean += ref[i];
-    mean /= n;
-    for (int i = 0; i < n; i++)
-        var += (ref[i] - mean) * (ref[i] - mean);
-    const double sd = sqrt(var / n) + 1e-9;
-    for (int i = 0; i < n; i++) {
-        const double e = fabs((double)got[i] - (double)ref[i]) / sd;
-        if (!(e <= worst))
-            worst = isfinite(e) ? e : INFINITY;
-    }
-    const int gm = argmax(got, n), rm = argmax(ref, n);
-    *top_ok = gm == rm || (ref[rm] - ref[gm]) / sd <= tol;
-    return worst;
-}
 
 /* Max |Δ log-prob| over the golden row's 16 ids; *top_ok as above, in
  * log-prob units against the golden top-1/top-k margin. */
@@ -274,30 +236,15 @@ static void run_model(const char *name)
     st_backend *cpu = st_backend_cpu_create(1);
     CHECK(cpu != nullptr);
     const std::vector<std::vector<float>> cpu_lg = run_all(m, cpu, gs[0], gs[1]);
-    const st_backend_ops *cpu_ops = cpu->ops;
-    ref_ops = *cpu_ops;
-    ref_ops.matmul = ref_matmul;
-    cpu->ops = &ref_ops;
-    const std::vector<std::vector<float>> ref_lg = run_all(m, cpu, gs[0], gs[1]);
-    cpu->ops = cpu_ops;
+    const std::vector<std::vector<float>> ref_lg =
+        with_ref_matmul(cpu, [&](st_backend *be) { return run_all(m, be, gs[0], gs[1]); });
     st_backend_destroy(cpu);
 
-    struct pass {
-        simt::schedule sch;
-        const char *gemm_min_rows; /* ST_CUDA_GEMM_MIN_ROWS, NULL: the backend's rule */
-        const char *what;
-        bool tf32;                 /* some matmuls take the TF32 GEMM */
-    };
-    const pass passes[] = {{simt::SCHED_INORDER, "2", "GEMM for n > 1", true},
+    const forward_pass passes[] = {{simt::SCHED_INORDER, "2", "GEMM for n > 1", true},
                            {simt::SCHED_LOWEST, nullptr, "GEMM-or-matvec rule", true},
                            {simt::SCHED_HIGHEST, "1000000", "matvec only", false}};
-    for (const pass &ps : passes) {
-        simt::set_schedule(ps.sch, 11);
-        if (ps.gemm_min_rows)
-            setenv("ST_CUDA_GEMM_MIN_ROWS", ps.gemm_min_rows, 1);
-        else
-            unsetenv("ST_CUDA_GEMM_MIN_ROWS");
-        st_backend *gpu = st_backend_cuda_create(0);
+    for (const forward_pass &ps : passes) {
+        st_backend *gpu = gpu_for_pass(ps, 11);
         CHECK(gpu != nullptr);
         if (!gpu)
             break;
